@@ -1,0 +1,1 @@
+"""Generated stubs of the asiarch v1 contract (make proto)."""

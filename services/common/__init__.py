@@ -1,0 +1,1 @@
+"""The runtime every asiarch service shares: server bootstrap, config, logging, clients, errors."""

@@ -1,0 +1,82 @@
+"""A Selector implementation with scripted behaviour, for testing the shared runtime.
+
+The strategy field picks what the handler does, so one service covers every
+path through the interceptor: success, each error kind, slowness, and a call
+to another service (to observe deadline and request-id propagation).
+Run as a script it serves on a port like `asiarch serve` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import grpc
+import pydantic
+
+from asiarch.common.client import open_channel
+from asiarch.common.config import ServerSettings, load_settings
+from asiarch.common.context import REQUEST_ID_HEADER
+from asiarch.common.errors import InvalidArgument
+from asiarch.common.logs import configure_logging
+from asiarch.common.server import ServiceDefinition, serve
+from asiarch.v1 import selector_pb2, selector_pb2_grpc
+
+
+class _Model(pydantic.BaseModel):
+    k: pydantic.PositiveInt
+
+
+class ProbeSelector(selector_pb2_grpc.SelectorServicer):
+    def __init__(self, downstream: str | None = None) -> None:
+        self.downstream = downstream
+        self.seen: list[tuple[float | None, str | None]] = []
+
+    async def SelectParents(
+        self, request: selector_pb2.SelectParentsRequest, context: grpc.aio.ServicerContext
+    ) -> selector_pb2.SelectParentsResponse:
+        metadata = dict(context.invocation_metadata() or ())
+        self.seen.append((context.time_remaining(), metadata.get(REQUEST_ID_HEADER)))
+        action, _, arg = request.strategy.partition(":")
+        if action == "invalid":
+            raise InvalidArgument("k must be positive, got 0")
+        if action == "pydantic":
+            _Model(k=0)
+        if action == "crash":
+            raise RuntimeError("secret internal detail")
+        if action == "abort":
+            await context.abort(grpc.StatusCode.NOT_FOUND, "no such thing")
+        if action == "sleep":
+            await asyncio.sleep(float(arg))
+        if action == "forward":
+            async with open_channel(self.downstream or "") as channel:
+                stub = selector_pb2_grpc.SelectorStub(channel)
+                inner = selector_pb2.SelectParentsRequest(strategy=arg)
+                return await stub.SelectParents(inner, timeout=30)
+        return selector_pb2.SelectParentsResponse(strategy=request.strategy)
+
+
+def definition(servicer: ProbeSelector) -> ServiceDefinition:
+    @asynccontextmanager
+    async def lifespan(server: grpc.aio.Server, settings: ServerSettings) -> AsyncIterator[Sequence[str]]:
+        selector_pb2_grpc.add_SelectorServicer_to_server(servicer, server)
+        yield ["asiarch.v1.Selector"]
+
+    return ServiceDefinition(name="probe", default_port=0, lifespan=lifespan)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--port-file", type=Path)
+    args = parser.parse_args()
+    settings = load_settings(ServerSettings, port=args.port)
+    configure_logging(settings.log_level, settings.log_format, service="probe")
+    asyncio.run(serve(definition(ProbeSelector()), settings, port_file=args.port_file))
+
+
+if __name__ == "__main__":
+    main()

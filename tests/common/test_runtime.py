@@ -1,0 +1,165 @@
+"""The shared runtime in-process: error mapping, auth, request ids, limits, deadlines."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from probe_service import ProbeSelector, definition
+
+from asiarch.common.client import open_channel, propagate_timeout
+from asiarch.common.config import ServerSettings
+from asiarch.common.context import REQUEST_ID_HEADER, enter_call, exit_call
+from asiarch.common.errors import DeadlineExceeded
+from asiarch.common.server import serve
+from asiarch.v1 import selector_pb2, selector_pb2_grpc
+
+
+@asynccontextmanager
+async def running(
+    tmp_path: Path, servicer: ProbeSelector | None = None, **settings: object
+) -> AsyncIterator[str]:
+    """Serve a ProbeSelector on a free port for the duration of the block; yield its address."""
+    stop = asyncio.Event()
+    port_file = tmp_path / f"probe-{id(stop)}.port"
+    config = ServerSettings(port=0, **settings)  # type: ignore[arg-type]
+    task = asyncio.create_task(
+        serve(definition(servicer or ProbeSelector()), config, port_file=port_file, stop=stop)
+    )
+    for _ in range(400):
+        if port_file.exists() or task.done():
+            break
+        await asyncio.sleep(0.025)
+    if task.done():
+        task.result()
+    try:
+        yield f"127.0.0.1:{int(port_file.read_text())}"
+    finally:
+        stop.set()
+        await task
+
+
+async def call(address: str, strategy: str, **kwargs: object) -> selector_pb2.SelectParentsResponse:
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = selector_pb2_grpc.SelectorStub(channel)
+        return await stub.SelectParents(selector_pb2.SelectParentsRequest(strategy=strategy), **kwargs)
+
+
+async def status_of(address: str, strategy: str, **kwargs: object) -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call(address, strategy, **kwargs)
+    return caught.value
+
+
+async def test_service_error_becomes_its_status_with_the_message(tmp_path: Path) -> None:
+    async with running(tmp_path) as address:
+        error = await status_of(address, "invalid")
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.details() == "k must be positive, got 0"
+
+
+async def test_pydantic_validation_error_becomes_invalid_argument_naming_the_field(tmp_path: Path) -> None:
+    async with running(tmp_path) as address:
+        error = await status_of(address, "pydantic")
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.details().startswith("k: Input should be greater than 0")
+
+
+async def test_unexpected_error_is_internal_without_leaking_details(tmp_path: Path) -> None:
+    async with running(tmp_path) as address:
+        error = await status_of(address, "crash", metadata=((REQUEST_ID_HEADER, "req-42"),))
+    assert error.code() == grpc.StatusCode.INTERNAL
+    assert "secret internal detail" not in error.details()
+    assert "Traceback" not in error.details()
+    assert "req-42" in error.details()
+
+
+async def test_handler_abort_keeps_its_own_status(tmp_path: Path) -> None:
+    async with running(tmp_path) as address:
+        error = await status_of(address, "abort")
+    assert error.code() == grpc.StatusCode.NOT_FOUND
+    assert error.details() == "no such thing"
+
+
+async def test_request_id_is_echoed_or_minted_in_trailing_metadata(tmp_path: Path) -> None:
+    async with running(tmp_path) as address, grpc.aio.insecure_channel(address) as channel:
+        stub = selector_pb2_grpc.SelectorStub(channel)
+        given = stub.SelectParents(
+            selector_pb2.SelectParentsRequest(strategy="ok"), metadata=((REQUEST_ID_HEADER, "abc123"),)
+        )
+        await given
+        minted = stub.SelectParents(selector_pb2.SelectParentsRequest(strategy="ok"))
+        await minted
+        assert dict(await given.trailing_metadata())[REQUEST_ID_HEADER] == "abc123"
+        assert len(dict(await minted.trailing_metadata())[REQUEST_ID_HEADER]) == 32
+
+
+async def test_auth_token_required_except_for_health(tmp_path: Path) -> None:
+    async with running(tmp_path, auth_token="s3cret") as address:
+        missing = await status_of(address, "ok")
+        wrong = await status_of(address, "ok", metadata=(("authorization", "Bearer nope"),))
+        ok = await call(address, "ok", metadata=(("authorization", "Bearer s3cret"),))
+        async with grpc.aio.insecure_channel(address) as channel:
+            health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+    assert missing.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "authorization: Bearer" in missing.details()
+    assert wrong.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert wrong.details() == "invalid bearer token"
+    assert ok.strategy == "ok"
+    assert health.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_auth_off_accepts_calls_without_token(tmp_path: Path) -> None:
+    async with running(tmp_path) as address:
+        assert (await call(address, "ok")).strategy == "ok"
+
+
+async def test_oversized_request_is_rejected(tmp_path: Path) -> None:
+    async with running(tmp_path, max_receive_message_mb=0.01) as address:
+        error = await status_of(address, "x" * 20_000)
+        small = await call(address, "ok")
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert small.strategy == "ok"
+
+
+async def test_deadline_and_request_id_propagate_to_downstream_calls(tmp_path: Path) -> None:
+    downstream = ProbeSelector()
+    async with running(tmp_path, downstream) as back:
+        front = ProbeSelector(downstream=back)
+        async with running(tmp_path, front) as address:
+            await call(address, "forward:ok", timeout=2.0, metadata=((REQUEST_ID_HEADER, "trace-7"),))
+    (front_remaining, _), (back_remaining, back_request_id) = front.seen[0], downstream.seen[0]
+    assert back_request_id == "trace-7"
+    # The inner call asked for 30 s but inherits what is left of the outer 2 s.
+    assert back_remaining is not None and front_remaining is not None
+    assert back_remaining < front_remaining <= 2.0
+
+
+async def test_downstream_call_fails_fast_when_no_deadline_is_left(tmp_path: Path) -> None:
+    async with running(tmp_path) as back, open_channel(back) as channel:
+        tokens = enter_call("r1", 0.01)
+        try:
+            with pytest.raises(DeadlineExceeded):
+                await selector_pb2_grpc.SelectorStub(channel).SelectParents(
+                    selector_pb2.SelectParentsRequest(strategy="ok"), timeout=5
+                )
+        finally:
+            exit_call(tokens)
+
+
+def test_propagate_timeout_caps_by_remaining_deadline() -> None:
+    assert propagate_timeout(7.0) == 7.0  # no incoming deadline
+    tokens = enter_call("r", 3.0)
+    try:
+        capped = propagate_timeout(10.0, margin=0.5)
+        assert capped is not None and 2.0 < capped <= 2.5
+        assert propagate_timeout(1.0, margin=0.5) == 1.0
+        uncapped = propagate_timeout(None, margin=0.5)
+        assert uncapped is not None and uncapped <= 2.5
+    finally:
+        exit_call(tokens)
