@@ -24,6 +24,12 @@ from grpc_reflection.v1alpha import reflection
 from asiarch.common.config import ServerSettings
 from asiarch.common.errors import ConfigError
 from asiarch.common.interceptors import ServerInterceptor
+from asiarch.v1 import analyst_pb2, engineer_pb2, researcher_pb2, selector_pb2
+
+# Reflection answers from the process's descriptor pool. Loading the whole
+# contract lets grpcurl describe any asiarch.v1 message through any service,
+# while `list` still shows only the services this process implements.
+CONTRACT = (analyst_pb2, engineer_pb2, researcher_pb2, selector_pb2)
 
 log = structlog.get_logger("asiarch.server")
 
