@@ -23,7 +23,7 @@ from asiarch.common.context import REQUEST_ID_HEADER
 from asiarch.common.errors import InvalidArgument
 from asiarch.common.logs import configure_logging
 from asiarch.common.server import ServiceDefinition, serve
-from asiarch.v1 import selector_pb2, selector_pb2_grpc
+from asiarch.v1 import engineer_pb2, engineer_pb2_grpc, selector_pb2, selector_pb2_grpc
 
 
 class _Model(pydantic.BaseModel):
@@ -59,11 +59,28 @@ class ProbeSelector(selector_pb2_grpc.SelectorServicer):
         return selector_pb2.SelectParentsResponse(strategy=request.strategy)
 
 
+class ProbeEngineer(engineer_pb2_grpc.EngineerServicer):
+    """A server-streaming handler written as an async generator (the shape Evaluate uses)."""
+
+    async def Evaluate(
+        self, request: engineer_pb2.EvaluateRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[engineer_pb2.EvaluationEvent]:
+        for step in range(3):
+            yield engineer_pb2.EvaluationEvent(
+                experiment_id=request.experiment_id, progress=engineer_pb2.EvaluationProgress(step=step)
+            )
+            if request.experiment_id == "fail-midway":
+                raise InvalidArgument("bad budget discovered after the first event")
+            if request.experiment_id == "crash-midway":
+                raise RuntimeError("secret stream detail")
+
+
 def definition(servicer: ProbeSelector) -> ServiceDefinition:
     @asynccontextmanager
     async def lifespan(server: grpc.aio.Server, settings: ServerSettings) -> AsyncIterator[Sequence[str]]:
         selector_pb2_grpc.add_SelectorServicer_to_server(servicer, server)
-        yield ["asiarch.v1.Selector"]
+        engineer_pb2_grpc.add_EngineerServicer_to_server(ProbeEngineer(), server)
+        yield ["asiarch.v1.Selector", "asiarch.v1.Engineer"]
 
     return ServiceDefinition(name="probe", default_port=0, lifespan=lifespan)
 

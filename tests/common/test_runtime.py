@@ -17,7 +17,7 @@ from asiarch.common.config import ServerSettings
 from asiarch.common.context import REQUEST_ID_HEADER, enter_call, exit_call
 from asiarch.common.errors import DeadlineExceeded
 from asiarch.common.server import serve
-from asiarch.v1 import selector_pb2, selector_pb2_grpc
+from asiarch.v1 import engineer_pb2, engineer_pb2_grpc, selector_pb2, selector_pb2_grpc
 
 
 @asynccontextmanager
@@ -163,3 +163,41 @@ def test_propagate_timeout_caps_by_remaining_deadline() -> None:
         assert uncapped is not None and uncapped <= 2.5
     finally:
         exit_call(tokens)
+
+
+async def stream_events(address: str, experiment_id: str) -> tuple[list[int], grpc.aio.AioRpcError | None]:
+    steps: list[int] = []
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = engineer_pb2_grpc.EngineerStub(channel)
+        try:
+            async for event in stub.Evaluate(engineer_pb2.EvaluateRequest(experiment_id=experiment_id)):
+                steps.append(event.progress.step)
+        except grpc.aio.AioRpcError as exc:
+            return steps, exc
+    return steps, None
+
+
+async def test_server_streaming_passes_events_and_maps_errors_mid_stream(tmp_path: Path) -> None:
+    async with running(tmp_path) as address:
+        complete = await stream_events(address, "ok")
+        failed = await stream_events(address, "fail-midway")
+        crashed = await stream_events(address, "crash-midway")
+    assert complete == ([0, 1, 2], None)
+    steps, error = failed
+    assert steps == [0]
+    assert error is not None and error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.details() == "bad budget discovered after the first event"
+    steps, error = crashed
+    assert steps == [0]
+    assert error is not None and error.code() == grpc.StatusCode.INTERNAL
+    assert "secret stream detail" not in error.details()
+
+
+async def test_health_watch_streams_through_the_interceptor(tmp_path: Path) -> None:
+    async with running(tmp_path) as address, grpc.aio.insecure_channel(address) as channel:
+        watch = health_pb2_grpc.HealthStub(channel).Watch(
+            health_pb2.HealthCheckRequest(service="asiarch.v1.Selector")
+        )
+        first = await watch.read()
+        watch.cancel()
+    assert first.status == health_pb2.HealthCheckResponse.SERVING

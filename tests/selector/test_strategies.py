@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 
@@ -217,8 +218,19 @@ def test_hgm_prefers_the_clade_with_more_successes_but_samples() -> None:
     assert counts["poor"] >= 5
     choice = select_parents("hgm", two_clades(), 2, 0, Options()).choices[0]
     assert 0.0 <= choice.score <= 1.0
-    # Default threshold: 65th percentile of (0.1 x4, 0.5 x2, 0.9 x4) = 0.84, clipped to 0.8.
-    assert "threshold 0.8" in choice.reason
+    # Default threshold: 65th percentile of (0.1 x4, 0.5 x2, 0.9 x4) = 0.84, clipped to
+    # 0.1 + 0.8 * (0.9 - 0.1) = 0.74, the top of [20%, 80%] of the observed range.
+    assert "threshold 0.74" in choice.reason
+
+
+def test_hgm_default_threshold_is_scale_free() -> None:
+    # ASI-Arch's fitness lies in [0, 3]: an absolute [0.2, 0.8] clip would count every
+    # candidate as a success there. The relative clip gives the same answer at any scale.
+    scaled = [replace(c, fitness=3 * c.fitness) for c in two_clades()]
+    for seed in range(50):
+        plain = select_parents("hgm", two_clades(), 1, seed, Options()).choices[0]
+        tripled = select_parents("hgm", scaled, 1, seed, Options()).choices[0]
+        assert (plain.parent_id, plain.score) == (tripled.parent_id, tripled.score)
 
 
 def test_hgm_success_threshold_option_changes_who_succeeds() -> None:

@@ -7,11 +7,19 @@ Development by an Approximation of the Optimal Self-Improving Machine" (arXiv
 A node is worth expanding when its whole clade (the node and every
 descendant, reference_only ones included) has produced good results, not just
 the node itself: that is the paper's clade-metaproductivity estimate. A clade
-member with fitness above the success threshold (options.success_threshold;
-default the 65th percentile of all candidates' fitness, linearly
-interpolated, clipped to [0.2, 0.8] as in NAS-HGM) is a success, any other a
-failure. Each eligible node gets theta ~ Beta(1 + S, 1 + F) (Thompson
-sampling), drawn in input order from the request's RNG; the k largest thetas
+member with fitness above the success threshold is a success, any other a
+failure. The threshold is options.success_threshold when given; by default
+it is the 65th percentile of all candidates' fitness (linearly
+interpolated), clipped to [0.2, 0.8] as in NAS-HGM -- but NAS-HGM's scores
+lie in [0, 1] and ours do not (ASI-Arch's composite lies in [0, 3]), so the
+clip is applied to the observed range: [lo + 0.2 (hi - lo), lo + 0.8 (hi - lo)]
+with lo, hi the lowest and highest fitness. On [0, 1] populations spanning
+the range this is NAS-HGM's rule; on any other scale it keeps its intent
+(neither nearly every node nor nearly none counts as a success), and scaling
+every fitness by a positive constant leaves the choice unchanged.
+
+Each eligible node gets theta ~ Beta(1 + S, 1 + F) (Thompson sampling), drawn
+in input order from the request's RNG; the k largest thetas
 win, best first. Sampling rather than ranking keeps weaker clades in play in
 proportion to how likely they are to be the best.
 
@@ -31,7 +39,7 @@ from asiarch.selector.strategies._types import NextAction, Outcome, Pick, Strate
 
 DEFAULT_EXPANSION_EXPONENT = 0.6
 THRESHOLD_PERCENTILE = 0.65
-THRESHOLD_RANGE = (0.2, 0.8)
+THRESHOLD_RANGE = (0.2, 0.8)  # fractions of the observed fitness range
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -46,8 +54,10 @@ def percentile(values: list[float], fraction: float) -> float:
 def success_threshold(population: Population, options: Options) -> float:
     if options.success_threshold is not None:
         return options.success_threshold
-    value = percentile([c.fitness for c in population.candidates], THRESHOLD_PERCENTILE)
-    low, high = THRESHOLD_RANGE
+    fitness = [c.fitness for c in population.candidates]
+    value = percentile(fitness, THRESHOLD_PERCENTILE)
+    lo, hi = min(fitness), max(fitness)
+    low, high = (lo + bound * (hi - lo) for bound in THRESHOLD_RANGE)
     return min(max(value, low), high)
 
 
