@@ -7,11 +7,12 @@ BIN := $(VENV)/bin
 EXTRAS ?= selector,researcher,engineer,analyst,bench,dev
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv proto lint format test clean
+.PHONY: help venv proto lint format test bench-kernels clean
 
 help:
 	@echo "make test    create .venv if needed, lint, run the whole test suite"
 	@echo "make proto   regenerate the Python stubs from protos/"
+	@echo "make bench-kernels  time the kernels on this CPU, update docs/benchmarks.md"
 	@echo "make lint    ruff check + format check"
 	@echo "make format  apply ruff fixes and formatting"
 	@echo "make clean   remove .venv and caches"
@@ -39,6 +40,9 @@ format: $(STAMP)
 
 test: lint
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
+
+bench-kernels: $(STAMP)
+	$(BIN)/asiarch bench kernels
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
