@@ -1,0 +1,1 @@
+"""fla.layers: only `fla.layers.utils` is provided; FLA's layer classes are not."""

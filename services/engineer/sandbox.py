@@ -1,0 +1,321 @@
+"""Run candidate code in a locked-down child process and stream its events back.
+
+What is enforced, and where (see also docs in README):
+- always: a separate process in its own session; a wall-clock timeout that
+  kills the whole process group; rlimits on CPU seconds, address space, file
+  size, open files and processes; core dumps off; a fresh temporary working
+  directory, deleted afterwards; a scrubbed environment; output caps (a child
+  that floods stdout/stderr or the event channel is killed);
+- on Linux as root (the default container and this repository's CI): the
+  child moves to an empty network namespace (no route anywhere) and drops to
+  the `nobody` user, so it cannot write outside its directory and the process
+  limit binds;
+- when not root: the network is isolated only if unprivileged user
+  namespaces are allowed... which we do not rely on; deployments add a
+  NetworkPolicy (Kubernetes) and a pids limit. What was enforced is reported
+  in every result (`enforcement`).
+The service process never imports candidate code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+NOBODY = 65534
+STDERR_TAIL_BYTES = 16 * 1024
+
+Outcome = Literal["ok", "error", "timeout", "output_flood", "crashed"]
+EventSink = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    wall_seconds: float = 300.0
+    cpu_seconds: int = 900
+    memory_bytes: int = 6 << 30
+    file_size_bytes: int = 64 << 20
+    open_files: int = 512
+    # RLIMIT_NPROC counts threads, per user: generous enough for torch's
+    # thread pools in several concurrent sandboxes, far below a fork bomb's needs.
+    max_processes: int = 512
+    output_bytes: int = 4 << 20
+    isolate_network: bool = True
+    threads: int = 2
+
+
+@dataclass
+class SandboxResult:
+    outcome: Outcome
+    result: dict[str, Any] | None = None
+    error: str = ""
+    returncode: int | None = None
+    wall_seconds: float = 0.0
+    enforcement: dict[str, str] = field(default_factory=dict)
+    stderr_tail: str = ""
+
+
+def _child_env(workdir: str, threads: int) -> dict[str, str]:
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": workdir,
+        "TMPDIR": workdir,
+        "LANG": "C.UTF-8",
+        "PYTHONHASHSEED": "0",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+        "ASIARCH_FLA_COMPAT": "1",
+        "TRITON_CACHE_DIR": os.path.join(workdir, ".triton"),
+    }
+    # Pass through only what selects hardware or the kernel backend, never secrets.
+    for name in ("CUDA_VISIBLE_DEVICES", "TRITON_INTERPRET", "ASIARCH_KERNEL_BACKEND"):
+        if name in os.environ:
+            env[name] = os.environ[name]
+    return env
+
+
+class PidsCgroup:
+    """A pids cgroup around one sandbox: a hard cap on tasks, whatever the user id.
+
+    RLIMIT_NPROC is per user and does not bind root; a cgroup does. Used when
+    this process may create cgroups (root with cgroup v1's pids hierarchy, or
+    a delegated v2 subtree); otherwise `enforcement` says it was not available.
+    """
+
+    ROOTS = ("/sys/fs/cgroup/pids", "/sys/fs/cgroup")
+
+    def __init__(self, max_tasks: int) -> None:
+        self.path: str | None = None
+        self.status = "not available"
+        for root in self.ROOTS:
+            if not os.path.exists(os.path.join(root, "pids.max")) and not os.path.exists(
+                os.path.join(root, "cgroup.procs")
+            ):
+                continue
+            path = os.path.join(root, f"asiarch-sandbox-{os.getpid()}-{id(self)}")
+            try:
+                os.mkdir(path)
+                with open(os.path.join(path, "pids.max"), "w") as handle:
+                    handle.write(str(max_tasks))
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    os.rmdir(path)
+                self.status = f"not available ({exc.strerror})"
+                continue
+            self.path = path
+            self.status = f"pids cgroup, at most {max_tasks} tasks"
+            return
+
+    def add(self, pid: int) -> None:
+        if self.path is None:
+            return
+        try:
+            with open(os.path.join(self.path, "cgroup.procs"), "w") as handle:
+                handle.write(str(pid))
+        except OSError as exc:
+            self.status = f"not applied ({exc.strerror})"
+            self.remove()
+
+    def remove(self) -> None:
+        """Kill every task left in the cgroup (even ones that left the process group), then delete it."""
+        if self.path is None:
+            return
+        procs = os.path.join(self.path, "cgroup.procs")
+        for _ in range(50):
+            with contextlib.suppress(OSError), open(procs) as handle:
+                pids = [int(line) for line in handle if line.strip()]
+            if not pids:
+                break
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.02)
+        with contextlib.suppress(OSError):
+            os.rmdir(self.path)
+        self.path = None
+
+
+def _kill_group(process: asyncio.subprocess.Process) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+async def _read_events(
+    reader: asyncio.StreamReader, limits: SandboxLimits, sink: EventSink | None, state: dict[str, Any]
+) -> None:
+    received = 0
+    while line := await reader.readline():
+        received += len(line)
+        if received > limits.output_bytes:
+            state["flood"] = "event channel"
+            state["flooded"].set()
+            return
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a candidate that wrote onto fd 3 gains nothing
+        kind = event.get("type")
+        if kind == "sandbox":
+            state["enforcement"] = event.get("enforcement", {})
+        elif kind == "result":
+            state["result"] = event.get("result")
+        elif kind == "error":
+            state["error"] = str(event.get("error", ""))
+        elif sink is not None:
+            await sink(event)
+
+
+async def _read_stderr(reader: asyncio.StreamReader, limits: SandboxLimits, state: dict[str, Any]) -> None:
+    tail = b""
+    received = 0
+    while chunk := await reader.read(65536):
+        received += len(chunk)
+        tail = (tail + chunk)[-STDERR_TAIL_BYTES:]
+        state["stderr"] = tail
+        if received > limits.output_bytes:
+            state["flood"] = "stdout/stderr"
+            state["flooded"].set()
+            return
+
+
+async def _pipe_reader(fd: int, limit: int) -> tuple[asyncio.StreamReader, asyncio.BaseTransport]:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=limit)
+    transport, _ = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", buffering=0)
+    )
+    return reader, transport
+
+
+async def run_in_sandbox(
+    job: dict[str, Any], limits: SandboxLimits, on_event: EventSink | None = None
+) -> SandboxResult:
+    """Run worker.run(job) in a sandbox; forward its progress events to on_event."""
+    started = time.monotonic()
+    workdir = tempfile.mkdtemp(prefix="asiarch-sandbox-")
+    if os.getuid() == 0:
+        os.chown(workdir, NOBODY, NOBODY)
+    # Both output channels are our own pipes, not asyncio's subprocess pipes:
+    # on Python 3.11, wait() does not return while a subprocess pipe is unread,
+    # and a flooding child is exactly the case where we stop reading.
+    events_read, events_write = os.pipe()
+    stderr_read, stderr_write = os.pipe()
+    child_limits = {**asdict(limits), "wall_seconds": int(limits.wall_seconds)}
+    state: dict[str, Any] = {"flooded": asyncio.Event()}
+    process: asyncio.subprocess.Process | None = None
+    transports: list[asyncio.BaseTransport] = []
+    cgroup = PidsCgroup(limits.max_processes)
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-I",
+            "-m",
+            "asiarch.engineer.sandbox_child",
+            json.dumps(child_limits),
+            str(events_write),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=stderr_write,
+            cwd=workdir,
+            env=_child_env(workdir, limits.threads),
+            start_new_session=True,
+            pass_fds=(events_write,),
+        )
+        for fd in (events_write, stderr_write):
+            os.close(fd)
+        events_write = stderr_write = -1
+        # The child runs no candidate code before it reads the job, so joining
+        # the cgroup here, before the job is written, leaves no window.
+        cgroup.add(process.pid)
+        events, events_transport = await _pipe_reader(events_read, limits.output_bytes + 1)
+        stderr, stderr_transport = await _pipe_reader(stderr_read, limits.output_bytes + 1)
+        events_read = stderr_read = -1
+        transports += [events_transport, stderr_transport]
+        assert process.stdin is not None
+        process.stdin.write(json.dumps(job).encode())
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            await process.stdin.drain()
+        process.stdin.close()
+
+        readers = [
+            asyncio.create_task(_read_events(events, limits, on_event, state)),
+            asyncio.create_task(_read_stderr(stderr, limits, state)),
+        ]
+        finished = asyncio.create_task(asyncio.wait(readers))
+        flood = asyncio.create_task(state["flooded"].wait())
+        done, _ = await asyncio.wait(
+            {finished, flood}, timeout=limits.wall_seconds, return_when="FIRST_COMPLETED"
+        )
+        outcome: Outcome | None = None
+        if flood in done:
+            outcome = "output_flood"
+        elif finished not in done:
+            outcome = "timeout"
+        if outcome is not None:
+            _kill_group(process)
+        for task in (*readers, finished, flood):
+            task.cancel()
+        await asyncio.gather(*readers, finished, flood, return_exceptions=True)
+        for transport in transports:
+            transport.close()
+        returncode = await process.wait()
+    except asyncio.CancelledError:
+        if process is not None:
+            _kill_group(process)
+        raise
+    finally:
+        if process is not None:
+            _kill_group(process)  # anything the child left behind in its group
+        cgroup.remove()
+        for transport in transports:
+            transport.close()
+        for fd in (events_read, events_write, stderr_read, stderr_write):
+            if fd >= 0:
+                os.close(fd)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    stderr_tail = state.get("stderr", b"").decode(errors="replace")
+    result = SandboxResult(
+        outcome="ok",
+        result=state.get("result"),
+        returncode=returncode,
+        wall_seconds=time.monotonic() - started,
+        enforcement={**state.get("enforcement", {}), "tasks": cgroup.status},
+        stderr_tail=stderr_tail,
+    )
+    if outcome == "timeout":
+        result.outcome, result.error = "timeout", f"wall-clock limit of {limits.wall_seconds:g} s exceeded"
+    elif outcome == "output_flood":
+        result.outcome = "output_flood"
+        result.error = f"more than {limits.output_bytes} bytes written to {state['flood']}"
+    elif state.get("error"):
+        result.outcome, result.error = "error", state["error"]
+    elif result.result is None:
+        result.outcome = "crashed"
+        result.error = _describe_exit(returncode, stderr_tail)
+    return result
+
+
+def _describe_exit(returncode: int | None, stderr_tail: str) -> str:
+    if returncode is not None and returncode < 0:
+        name = signal.Signals(-returncode).name
+        why = {
+            "SIGKILL": "killed (memory or process limit, or the OOM killer)",
+            "SIGXCPU": "CPU-time limit exceeded",
+            "SIGXFSZ": "file-size limit exceeded",
+            "SIGSEGV": "segmentation fault",
+        }.get(name, f"terminated by {name}")
+        return f"sandbox process {why}"
+    last = stderr_tail.strip().splitlines()[-1:] or ["no output"]
+    return f"sandbox process exited with code {returncode} before reporting a result: {last[0]}"

@@ -1,0 +1,51 @@
+"""What runs inside the sandbox: load the candidate, check it, train and benchmark it.
+
+`run(job, emit)` is called by sandbox_child after the process is locked down.
+`emit` sends progress events and check results to the service as they happen;
+the return value is the final result. Anything the candidate raises is turned
+into a short, useful description by `describe_error`.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from asiarch.engineer.candidate import load_layer
+from asiarch.engineer.functional import run_functional_checks
+
+Emit = Callable[[dict[str, Any]], None]
+ERROR_TAIL_LINES = 12
+
+
+def describe_error(exc: BaseException) -> str:
+    """The exception and the last frames that point into the candidate's code."""
+    if isinstance(exc, MemoryError):
+        return "MemoryError: the candidate exceeded the sandbox's memory limit"
+    if isinstance(exc, RecursionError):
+        return "RecursionError: maximum recursion depth exceeded"
+    frames = traceback.format_exception(exc)
+    candidate = [f for f in frames if 'File "candidate.py"' in f]
+    tail = "".join(candidate[-3:]).rstrip()
+    headline = f"{type(exc).__name__}: {exc}"
+    text = f"{tail}\n{headline}" if tail else headline
+    return "\n".join(text.splitlines()[-ERROR_TAIL_LINES:])
+
+
+def run(job: dict[str, Any], emit: Emit) -> dict[str, Any]:
+    torch.set_num_threads(int(job.get("threads", 2)))
+    torch.manual_seed(int(job["budget"].get("seed", 0)))
+    emit({"type": "progress", "stage": "functional", "message": "loading the candidate"})
+    layer_type = load_layer(job["source"], job["class_name"])
+
+    def emit_check(check: dict[str, Any]) -> None:
+        emit({"type": "check", "stage": "functional", "check": check})
+
+    checks = run_functional_checks(layer_type, job["budget"], bool(job.get("reference_only")), emit_check)
+    result: dict[str, Any] = {"checks": checks}
+    if not all(c["passed"] for c in checks) or job["kind"] == "check":
+        return result
+    raise NotImplementedError(f"job kind {job['kind']!r}")
