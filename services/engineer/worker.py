@@ -15,7 +15,9 @@ from typing import Any
 import torch
 
 from asiarch.engineer.candidate import load_layer
+from asiarch.engineer.corpus import load_corpus
 from asiarch.engineer.functional import run_functional_checks
+from asiarch.engineer.training import run_mqar, train_language_model
 
 Emit = Callable[[dict[str, Any]], None]
 ERROR_TAIL_LINES = 12
@@ -48,4 +50,19 @@ def run(job: dict[str, Any], emit: Emit) -> dict[str, Any]:
     result: dict[str, Any] = {"checks": checks}
     if not all(c["passed"] for c in checks) or job["kind"] == "check":
         return result
-    raise NotImplementedError(f"job kind {job['kind']!r}")
+
+    budget = job["budget"]
+    emit({"type": "progress", "stage": "training", "message": "loading the corpus"})
+    corpus = load_corpus(job.get("corpus_dir") or None)
+    metrics = train_language_model(layer_type, corpus, budget, emit)
+    emit({"type": "progress", "stage": "benchmarks", "message": "multi-query associative recall"})
+    metrics["benchmarks"] = run_mqar(layer_type, budget, emit)
+    result["metrics"] = metrics
+    result["device"] = _device_name(budget["device"])
+    return result
+
+
+def _device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        return f"cuda: {torch.cuda.get_device_name(torch.device(device))}"
+    return f"cpu: {torch.get_num_threads()} threads"

@@ -1,0 +1,118 @@
+"""Budget presets and their resolution into concrete numbers.
+
+A preset fills every field; a request may override any of them. The same
+resolved dict is used by the functional checks, the training run and the
+record of the evaluation, so what was run is exactly what is reported.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Seconds per candidate: wiring checks and tests. The numbers are noise.
+    "smoke": {
+        "train_steps": 6,
+        "batch_size": 4,
+        "seq_len": 64,
+        "d_model": 32,
+        "n_layers": 1,
+        "n_heads": 2,
+        "learning_rate": 3e-3,
+        "wall_clock_seconds": 180.0,
+        "max_parameters": 2_000_000,
+        "mqar_steps": 6,
+        "mqar_settings": [(32, 2), (64, 4), (64, 8)],
+        "eval_batches": 2,
+    },
+    # The default: one candidate's first rung in about two minutes on 2 cores.
+    "cpu": {
+        "train_steps": 120,
+        "batch_size": 8,
+        "seq_len": 128,
+        "d_model": 64,
+        "n_layers": 2,
+        "n_heads": 4,
+        "learning_rate": 2e-3,
+        "wall_clock_seconds": 600.0,
+        "max_parameters": 5_000_000,
+        "mqar_steps": 120,
+        "mqar_settings": [(64, 4), (128, 8), (256, 16)],
+        "eval_batches": 8,
+    },
+    # ASI-Arch's exploration scale: 8 layers, d_model 256, 8 heads, 2,000 steps, context 2,048.
+    "gpu": {
+        "train_steps": 2000,
+        "batch_size": 16,
+        "seq_len": 2048,
+        "d_model": 256,
+        "n_layers": 8,
+        "n_heads": 8,
+        "learning_rate": 1e-3,
+        "wall_clock_seconds": 3 * 3600.0,
+        "max_parameters": 40_000_000,
+        "mqar_steps": 1000,
+        "mqar_settings": [(256, 16), (512, 32), (1024, 64)],
+        "eval_batches": 32,
+    },
+}
+DEFAULT_PRESET = "cpu"
+# Rung 2 trains longer on the same sizes (successive halving promotes the best).
+RUNG_STEP_FACTOR = {1: 1, 2: 4}
+OVERRIDABLE = (
+    "train_steps",
+    "batch_size",
+    "seq_len",
+    "d_model",
+    "n_layers",
+    "n_heads",
+    "learning_rate",
+    "wall_clock_seconds",
+    "max_parameters",
+)
+
+
+class BudgetError(ValueError):
+    """A budget that cannot run; the message names the field."""
+
+
+def resolve(
+    preset: str = DEFAULT_PRESET,
+    overrides: dict[str, Any] | None = None,
+    rung: int = 1,
+    seed: int = 0,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    if preset not in PRESETS:
+        raise BudgetError(f"budget.preset: unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
+    if rung not in RUNG_STEP_FACTOR:
+        raise BudgetError(f"budget.rung must be 1 or 2, got {rung}")
+    budget = dict(PRESETS[preset])
+    for key, value in (overrides or {}).items():
+        if key not in OVERRIDABLE:
+            raise BudgetError(f"budget.{key} cannot be set")
+        budget[key] = value
+    factor = RUNG_STEP_FACTOR[rung]
+    budget["train_steps"] = budget["train_steps"] * factor
+    budget["mqar_steps"] = budget["mqar_steps"] * factor
+    budget.update(preset=preset, rung=rung, seed=seed, device=device or "cpu")
+    _validate(budget)
+    return budget
+
+
+def _validate(budget: dict[str, Any]) -> None:
+    minimums = {"train_steps": 1, "batch_size": 1, "seq_len": 8, "d_model": 8, "n_layers": 1, "n_heads": 1}
+    for key, least in minimums.items():
+        if int(budget[key]) < least:
+            raise BudgetError(f"budget.{key} must be at least {least}, got {budget[key]}")
+    if budget["d_model"] % budget["n_heads"]:
+        raise BudgetError(
+            f"budget.n_heads ({budget['n_heads']}) must divide budget.d_model ({budget['d_model']})"
+        )
+    if not budget["learning_rate"] > 0:
+        raise BudgetError(f"budget.learning_rate must be > 0, got {budget['learning_rate']}")
+    if not budget["wall_clock_seconds"] > 0:
+        raise BudgetError(f"budget.wall_clock_seconds must be > 0, got {budget['wall_clock_seconds']}")
+    device = budget["device"]
+    if device != "cpu" and not (device == "cuda" or device.startswith("cuda:")):
+        raise BudgetError(f"budget.device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")

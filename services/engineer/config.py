@@ -1,0 +1,35 @@
+"""Engineer settings (ASIARCH_* environment variables, on top of the shared server settings)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from asiarch.common.config import ServerSettings
+
+
+class EngineerSettings(ServerSettings):
+    researcher_address: str | None = Field(
+        default=None,
+        description="host:port of the researcher used for self-healing; unset = no repairs.",
+    )
+    engineer_max_concurrent: int = Field(default=1, ge=1, le=64, description="Evaluations run at once.")
+    engineer_max_queued: int = Field(
+        default=8, ge=0, le=1024, description="Evaluations that may wait; beyond it RESOURCE_EXHAUSTED."
+    )
+    engineer_default_budget: Literal["smoke", "cpu", "gpu"] = Field(default="cpu")
+    engineer_default_device: str = Field(
+        default="cpu", description="cpu, cuda or cuda:N when a request says none."
+    )
+    engineer_max_repairs: int = Field(
+        default=3, ge=0, le=10, description="Self-healing rounds per evaluation."
+    )
+    engineer_repair_timeout_seconds: float = Field(default=180, gt=0)
+    engineer_corpus_dir: str | None = Field(
+        default=None, description="Folder of text to train on; unset = the Python standard library."
+    )
+    engineer_max_source_kb: int = Field(default=64, ge=1, le=1024, description="Candidate size cap.")
+    engineer_sandbox_memory_gb: float = Field(default=6, gt=0, description="Address-space limit per sandbox.")
+    engineer_sandbox_threads: int = Field(default=2, ge=1, le=256, description="torch threads per sandbox.")
+    engineer_check_timeout_seconds: float = Field(default=180, gt=0, description="Wall clock for Validate.")

@@ -1,0 +1,255 @@
+"""One evaluation: static checks, the sandboxed run, and self-healing through the researcher.
+
+Events (progress, finished checks) go to `emit` as they happen; the return
+value is the final Evaluation. Every attempt of the self-healing loop is
+recorded, including the error that triggered it and the patch it produced.
+"""
+
+from __future__ import annotations
+
+import difflib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from asiarch.engineer import convert
+from asiarch.engineer.sandbox import SandboxLimits, run_in_sandbox
+from asiarch.engineer.static_checks import run_static_checks
+from asiarch.v1 import common_pb2, engineer_pb2, researcher_pb2
+
+Emit = Callable[[engineer_pb2.EvaluationEvent], Awaitable[None]]
+ERROR_LIMIT = 4000  # characters of an error sent to the researcher and recorded
+ENGINEER_VERSION = "asiarch-engineer 0.1.0"
+
+
+class Repairer(Protocol):
+    """Whoever patches failing candidates (the researcher, over gRPC)."""
+
+    async def repair(
+        self,
+        candidate: Candidate,
+        failed_stage: int,
+        error: str,
+        attempt: int,
+        previous: list[common_pb2.RepairAttempt],
+    ) -> researcher_pb2.RepairResponse: ...
+
+
+@dataclass
+class Candidate:
+    experiment_id: str
+    source: str
+    class_name: str
+    budget: dict[str, Any]
+    reference_only: bool = False
+    spec_json: str = ""
+    motivation: str = ""
+
+
+@dataclass
+class Attempt:
+    """What one pass over the stages produced."""
+
+    checks: list[common_pb2.CheckResult] = field(default_factory=list)
+    metrics: dict[str, Any] | None = None
+    failed_stage: int = common_pb2.EVALUATION_STAGE_UNSPECIFIED
+    reason: str = ""
+    status: int = common_pb2.EVALUATION_STATUS_SUCCEEDED
+    device: str = ""
+    enforcement: dict[str, str] = field(default_factory=dict)
+
+
+def _trim(text: str) -> str:
+    return text if len(text) <= ERROR_LIMIT else "...\n" + text[-ERROR_LIMIT:]
+
+
+def stage_rank(stage: int) -> int:
+    order = [
+        common_pb2.EVALUATION_STAGE_STATIC_CHECKS,
+        common_pb2.EVALUATION_STAGE_FUNCTIONAL_CHECKS,
+        common_pb2.EVALUATION_STAGE_COMPILE,
+        common_pb2.EVALUATION_STAGE_TRAINING,
+        common_pb2.EVALUATION_STAGE_BENCHMARKS,
+    ]
+    return order.index(stage) if stage in order else -1
+
+
+class Pipeline:
+    def __init__(self, limits: SandboxLimits, max_source_bytes: int, corpus_dir: str | None) -> None:
+        self.limits = limits
+        self.max_source_bytes = max_source_bytes
+        self.corpus_dir = corpus_dir
+
+    def _event(self, candidate: Candidate, **kwargs: Any) -> engineer_pb2.EvaluationEvent:
+        return engineer_pb2.EvaluationEvent(experiment_id=candidate.experiment_id, **kwargs)
+
+    async def static_only(self, candidate: Candidate) -> Attempt:
+        attempt = Attempt()
+        for static in run_static_checks(candidate.source, candidate.class_name, self.max_source_bytes):
+            attempt.checks.append(convert.static_check_to_proto(static))
+            if not static.passed:
+                attempt.failed_stage = common_pb2.EVALUATION_STAGE_STATIC_CHECKS
+                attempt.reason = f"{static.name}: {static.message}"
+                attempt.status = common_pb2.EVALUATION_STATUS_FAILED
+        return attempt
+
+    async def check(self, candidate: Candidate, kind: str, emit: Emit, attempt_number: int = 0) -> Attempt:
+        """Static checks, then the sandboxed job ("check": functional only; "evaluate": everything)."""
+        started = time.monotonic()
+        attempt = Attempt()
+
+        async def progress(stage: int, message: str = "", **fields: Any) -> None:
+            await emit(
+                self._event(
+                    candidate,
+                    progress=engineer_pb2.EvaluationProgress(
+                        stage=stage,
+                        message=message,
+                        elapsed_seconds=time.monotonic() - started,
+                        attempt=attempt_number,
+                        **fields,
+                    ),
+                )
+            )
+
+        await progress(common_pb2.EVALUATION_STAGE_STATIC_CHECKS, "static checks")
+        static = await self.static_only(candidate)
+        for check in static.checks:
+            await emit(self._event(candidate, check=check))
+        if static.status != common_pb2.EVALUATION_STATUS_SUCCEEDED:
+            return static
+        attempt.checks.extend(static.checks)
+
+        current = {"stage": common_pb2.EVALUATION_STAGE_FUNCTIONAL_CHECKS}
+        failed_check: list[common_pb2.CheckResult] = []
+
+        async def on_event(event: dict[str, Any]) -> None:
+            stage = convert.STAGES.get(str(event.get("stage")), current["stage"])
+            current["stage"] = stage
+            if event.get("type") == "check":
+                check = convert.check_to_proto(event["check"])
+                attempt.checks.append(check)
+                if not check.passed:
+                    failed_check.append(check)
+                await emit(self._event(candidate, check=check))
+            elif event.get("type") == "progress":
+                fields: dict[str, Any] = {
+                    "step": int(event.get("step", 0)),
+                    "total_steps": int(event.get("total_steps", 0)),
+                }
+                if event.get("loss") is not None:
+                    fields["loss"] = float(event["loss"])
+                await progress(stage, str(event.get("message", "")), **fields)
+
+        job = {
+            "kind": kind,
+            "source": candidate.source,
+            "class_name": candidate.class_name,
+            "budget": candidate.budget,
+            "reference_only": candidate.reference_only,
+            "corpus_dir": self.corpus_dir,
+            "threads": self.limits.threads,
+        }
+        wall = min(self.limits.wall_seconds, float(candidate.budget["wall_clock_seconds"]))
+        limits = SandboxLimits(**{**self.limits.__dict__, "wall_seconds": wall})
+        result = await run_in_sandbox(job, limits, on_event)
+        attempt.enforcement = result.enforcement
+        if failed_check:
+            attempt.failed_stage = common_pb2.EVALUATION_STAGE_FUNCTIONAL_CHECKS
+            attempt.reason = f"{failed_check[0].name}: {failed_check[0].message}"
+            attempt.status = common_pb2.EVALUATION_STATUS_FAILED
+        elif result.outcome != "ok":
+            attempt.failed_stage = current["stage"]
+            attempt.reason = _trim(result.error)
+            timed_out = result.outcome == "timeout"
+            attempt.status = (
+                common_pb2.EVALUATION_STATUS_TIMED_OUT if timed_out else common_pb2.EVALUATION_STATUS_FAILED
+            )
+        elif result.result is not None:
+            attempt.metrics = result.result.get("metrics")
+            attempt.device = result.result.get("device", "")
+        return attempt
+
+    async def evaluate(
+        self, candidate: Candidate, max_repairs: int, repairer: Repairer | None, emit: Emit
+    ) -> common_pb2.Evaluation:
+        started_at = Timestamp()
+        started_at.GetCurrentTime()
+        started = time.monotonic()
+        repairs: list[common_pb2.RepairAttempt] = []
+        checks: list[common_pb2.CheckResult] = []
+        attempt_number = 0
+        while True:
+            attempt = await self.check(candidate, "evaluate", emit, attempt_number)
+            checks.extend(attempt.checks)
+            if repairs:  # did the last patch get past the stage that had failed?
+                previous = repairs[-1]
+                previous.succeeded = attempt.status == common_pb2.EVALUATION_STATUS_SUCCEEDED or stage_rank(
+                    attempt.failed_stage
+                ) > stage_rank(previous.failed_stage)
+            if attempt.status == common_pb2.EVALUATION_STATUS_SUCCEEDED or attempt_number >= max_repairs:
+                break
+            if repairer is None:
+                break
+            attempt_number += 1
+            await emit(
+                self._event(
+                    candidate,
+                    progress=engineer_pb2.EvaluationProgress(
+                        stage=common_pb2.EVALUATION_STAGE_REPAIR,
+                        message=f"asking the researcher to repair: {attempt.reason.splitlines()[0][:200]}",
+                        elapsed_seconds=time.monotonic() - started,
+                        attempt=attempt_number,
+                    ),
+                )
+            )
+            record = common_pb2.RepairAttempt(
+                attempt=attempt_number, failed_stage=attempt.failed_stage, error=_trim(attempt.reason)
+            )
+            try:
+                patched = await repairer.repair(
+                    candidate, attempt.failed_stage, record.error, attempt_number, list(repairs)
+                )
+            except Exception as exc:  # the researcher is down or refused: record it and stop healing
+                record.summary = f"repair unavailable: {exc}"
+                repairs.append(record)
+                break
+            record.summary = patched.summary
+            record.repaired_by = patched.repaired_by
+            record.patch = "".join(
+                difflib.unified_diff(
+                    candidate.source.splitlines(keepends=True),
+                    patched.source.module_source.splitlines(keepends=True),
+                    "before.py",
+                    "after.py",
+                )
+            )
+            repairs.append(record)
+            candidate.source = patched.source.module_source
+            candidate.class_name = patched.source.class_name or candidate.class_name
+            candidate.spec_json = patched.spec_json or candidate.spec_json
+
+        finished_at = Timestamp()
+        finished_at.GetCurrentTime()
+        evaluation = common_pb2.Evaluation(
+            status=attempt.status,
+            failed_stage=attempt.failed_stage,
+            failure_reason=attempt.reason,
+            checks=checks,
+            repairs=repairs,
+            final_source=common_pb2.ArchitectureSource(
+                module_source=candidate.source, class_name=candidate.class_name
+            ),
+            budget=convert.budget_to_proto(candidate.budget),
+            device=attempt.device or candidate.budget["device"],
+            wall_seconds=time.monotonic() - started,
+            started_at=started_at,
+            finished_at=finished_at,
+            engineer_version=ENGINEER_VERSION,
+        )
+        if attempt.metrics:
+            evaluation.metrics.CopyFrom(convert.metrics_to_proto(attempt.metrics))
+        return evaluation

@@ -1,0 +1,284 @@
+"""The Engineer gRPC service: Validate, Evaluate (streaming), ListKernels, ListBaselines.
+
+Candidate code never runs in this process: checks and training happen in
+sandboxed children (sandbox.py). Evaluations take a slot from a bounded pool;
+callers beyond the pool and its queue get RESOURCE_EXHAUSTED at once rather
+than an unbounded wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import re
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from importlib import resources
+
+import grpc
+
+from asiarch.common.client import open_channel
+from asiarch.common.errors import InvalidArgument, ResourceExhausted
+from asiarch.common.server import ServiceDefinition
+from asiarch.engineer import convert
+from asiarch.engineer.budgets import BudgetError
+from asiarch.engineer.config import EngineerSettings
+from asiarch.engineer.pipeline import Candidate, Pipeline
+from asiarch.engineer.sandbox import SandboxLimits
+from asiarch.kernels.registry import kernels
+from asiarch.v1 import common_pb2, engineer_pb2, engineer_pb2_grpc, researcher_pb2, researcher_pb2_grpc
+
+DEFAULT_PORT = 50053
+DEFAULT_CLASS = "DeltaNet"
+EXPERIMENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# (file in baselines/, name, motivation, reference_only)
+BASELINES = (
+    (
+        "linear_attention.py",
+        "linear-attention",
+        "Linear attention with elu+1 features and output normalisation.",
+        False,
+    ),
+    (
+        "deltanet.py",
+        "deltanet",
+        "DeltaNet: the delta rule with short convolutions and L2-normalised keys.",
+        False,
+    ),
+    (
+        "gated_deltanet.py",
+        "gated-deltanet",
+        "Gated DeltaNet: the delta rule with a Mamba-2 style forget gate.",
+        False,
+    ),
+    ("softmax_attention.py", "softmax-attention", "Causal softmax attention, the quadratic reference.", True),
+)
+
+
+def baseline_proposals() -> list[common_pb2.Proposal]:
+    folder = resources.files("asiarch.engineer") / "baselines"
+    return [
+        common_pb2.Proposal(
+            name=name,
+            motivation=motivation,
+            source=common_pb2.ArchitectureSource(
+                module_source=(folder / file).read_text(), class_name=DEFAULT_CLASS
+            ),
+            origin=common_pb2.PROPOSAL_ORIGIN_BASELINE,
+            generator="baseline",
+            reference_only=reference_only,
+        )
+        for file, name, motivation, reference_only in BASELINES
+    ]
+
+
+class ResearcherRepairer:
+    """Self-healing through the researcher's Repair RPC."""
+
+    def __init__(self, address: str, token: str | None, timeout: float) -> None:
+        self.channel = open_channel(address, auth_token=token)
+        self.stub = researcher_pb2_grpc.ResearcherStub(self.channel)
+        self.timeout = timeout
+
+    async def repair(
+        self,
+        candidate: Candidate,
+        failed_stage: int,
+        error: str,
+        attempt: int,
+        previous: list[common_pb2.RepairAttempt],
+    ) -> researcher_pb2.RepairResponse:
+        request = researcher_pb2.RepairRequest(
+            source=common_pb2.ArchitectureSource(
+                module_source=candidate.source, class_name=candidate.class_name
+            ),
+            spec_json=candidate.spec_json,
+            failed_stage=failed_stage,  # type: ignore[arg-type]
+            error=error,
+            attempt=attempt,
+            previous_attempts=previous,
+            motivation=candidate.motivation,
+        )
+        response = await self.stub.Repair(request, timeout=self.timeout)
+        if not response.source.module_source.strip():
+            raise ValueError("the researcher returned an empty source")
+        return response
+
+
+class Slots:
+    """A bounded pool with a bounded queue in front of it."""
+
+    def __init__(self, running: int, queued: int) -> None:
+        self.semaphore = asyncio.Semaphore(running)
+        self.capacity = running + queued
+        self.holders = 0
+
+    @asynccontextmanager
+    async def take(self) -> AsyncIterator[None]:
+        if self.holders >= self.capacity:
+            raise ResourceExhausted(
+                f"the engineer is busy: {self.holders} evaluations running or queued "
+                f"(ASIARCH_ENGINEER_MAX_CONCURRENT + ASIARCH_ENGINEER_MAX_QUEUED = {self.capacity}); "
+                "retry later"
+            )
+        self.holders += 1
+        try:
+            async with self.semaphore:
+                yield
+        finally:
+            self.holders -= 1
+
+
+def _source(source: common_pb2.ArchitectureSource, field: str) -> tuple[str, str]:
+    if not source.module_source.strip():
+        raise InvalidArgument(f"{field}.module_source must not be empty")
+    class_name = source.class_name or DEFAULT_CLASS
+    if not IDENTIFIER.match(class_name):
+        raise InvalidArgument(f"{field}.class_name {class_name!r} is not a Python identifier")
+    return source.module_source, class_name
+
+
+class EngineerServicer(engineer_pb2_grpc.EngineerServicer):
+    def __init__(self, settings: EngineerSettings) -> None:
+        self.settings = settings
+        limits = SandboxLimits(
+            memory_bytes=int(settings.engineer_sandbox_memory_gb * (1 << 30)),
+            threads=settings.engineer_sandbox_threads,
+        )
+        self.pipeline = Pipeline(limits, settings.engineer_max_source_kb * 1024, settings.engineer_corpus_dir)
+        self.slots = Slots(settings.engineer_max_concurrent, settings.engineer_max_queued)
+        token = settings.auth_token.get_secret_value() if settings.auth_token else None
+        self.repairer = (
+            ResearcherRepairer(settings.researcher_address, token, settings.engineer_repair_timeout_seconds)
+            if settings.researcher_address
+            else None
+        )
+
+    def _budget(self, budget: common_pb2.Budget) -> dict[str, object]:
+        try:
+            return convert.budget_from_proto(
+                budget, self.settings.engineer_default_budget, self.settings.engineer_default_device
+            )
+        except BudgetError as exc:
+            raise InvalidArgument(str(exc)) from None
+
+    async def Validate(
+        self, request: engineer_pb2.ValidateRequest, context: grpc.aio.ServicerContext
+    ) -> engineer_pb2.ValidateResponse:
+        source, class_name = _source(request.source, "source")
+        budget = self._budget(request.budget)
+        budget["wall_clock_seconds"] = self.settings.engineer_check_timeout_seconds
+        candidate = Candidate("validate", source, class_name, budget, reference_only=request.reference_only)
+
+        async def ignore(_: engineer_pb2.EvaluationEvent) -> None:
+            return None
+
+        if request.static_only:
+            attempt = await self.pipeline.static_only(candidate)
+        else:
+            async with self.slots.take():
+                attempt = await self.pipeline.check(candidate, "check", ignore)
+        return engineer_pb2.ValidateResponse(
+            valid=attempt.status == common_pb2.EVALUATION_STATUS_SUCCEEDED,
+            checks=attempt.checks,
+            failure_reason=attempt.reason,
+        )
+
+    async def Evaluate(
+        self, request: engineer_pb2.EvaluateRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[engineer_pb2.EvaluationEvent]:
+        if not EXPERIMENT_ID.match(request.experiment_id):
+            raise InvalidArgument("experiment_id must be 1-128 characters of [A-Za-z0-9_.:-]")
+        source, class_name = _source(request.proposal.source, "proposal.source")
+        budget = self._budget(request.budget)
+        max_repairs = (
+            request.max_repairs if request.HasField("max_repairs") else self.settings.engineer_max_repairs
+        )
+        candidate = Candidate(
+            request.experiment_id,
+            source,
+            class_name,
+            budget,
+            reference_only=request.proposal.reference_only,
+            spec_json=request.proposal.spec_json,
+            motivation=request.proposal.motivation,
+        )
+        events: asyncio.Queue[engineer_pb2.EvaluationEvent | None] = asyncio.Queue()
+
+        async def emit(event: engineer_pb2.EvaluationEvent) -> None:
+            await events.put(event)
+
+        async def run() -> common_pb2.Evaluation:
+            try:
+                await emit(
+                    engineer_pb2.EvaluationEvent(
+                        experiment_id=request.experiment_id,
+                        progress=engineer_pb2.EvaluationProgress(
+                            stage=common_pb2.EVALUATION_STAGE_QUEUED, message="waiting for a free slot"
+                        ),
+                    )
+                )
+                async with self.slots.take():
+                    return await self.pipeline.evaluate(candidate, max_repairs, self.repairer, emit)
+            finally:
+                await events.put(None)
+
+        task = asyncio.create_task(run())
+        try:
+            while (event := await events.get()) is not None:
+                yield event
+            evaluation = await task
+        finally:
+            task.cancel()  # a cancelled call kills its sandbox
+        yield engineer_pb2.EvaluationEvent(experiment_id=request.experiment_id, result=evaluation)
+
+    async def ListKernels(
+        self, request: engineer_pb2.ListKernelsRequest, context: grpc.aio.ServicerContext
+    ) -> engineer_pb2.ListKernelsResponse:
+        try:
+            triton_version = importlib.metadata.version("triton")
+        except importlib.metadata.PackageNotFoundError:
+            triton_version = ""
+        import torch  # the engineer image has torch; keep other services free of it
+
+        return engineer_pb2.ListKernelsResponse(
+            kernels=[
+                engineer_pb2.KernelInfo(
+                    name=k.name,
+                    family=k.family,
+                    form=k.form,
+                    devices=k.devices,
+                    has_backward=k.has_backward,
+                    fla_name=k.fla_name,
+                )
+                for k in kernels()
+            ],
+            triton_version=triton_version,
+            cuda_available=torch.cuda.is_available(),
+        )
+
+    async def ListBaselines(
+        self, request: engineer_pb2.ListBaselinesRequest, context: grpc.aio.ServicerContext
+    ) -> engineer_pb2.ListBaselinesResponse:
+        return engineer_pb2.ListBaselinesResponse(baselines=baseline_proposals())
+
+
+@asynccontextmanager
+async def lifespan(server: grpc.aio.Server, settings: EngineerSettings) -> AsyncIterator[Sequence[str]]:
+    servicer = EngineerServicer(settings)
+    engineer_pb2_grpc.add_EngineerServicer_to_server(servicer, server)
+    try:
+        yield [engineer_pb2.DESCRIPTOR.services_by_name["Engineer"].full_name]
+    finally:
+        if servicer.repairer is not None:
+            await servicer.repairer.channel.close()
+
+
+SERVICE = ServiceDefinition(
+    name="engineer",
+    default_port=DEFAULT_PORT,
+    lifespan=lifespan,  # type: ignore[arg-type]
+    settings_type=EngineerSettings,
+    summary="validation, sandboxed training and benchmarks of candidates",
+)
