@@ -1,0 +1,142 @@
+"""`asiarch validate FILE` and `asiarch evaluate FILE`: talk to an engineer, or start one.
+
+Registered in the `asiarch.commands` entry-point group; imports nothing heavy
+until a command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+PRESETS = ("smoke", "cpu", "gpu")
+
+
+@contextlib.asynccontextmanager
+async def _engineer(address: str | None) -> AsyncIterator[str]:
+    if address:
+        yield address
+        return
+    from asiarch.common.local import local_service
+
+    async with local_service("engineer") as local:
+        yield local
+
+
+def _source(path: Path, class_name: str) -> object:
+    from asiarch.v1 import common_pb2
+
+    return common_pb2.ArchitectureSource(module_source=path.read_text(), class_name=class_name)
+
+
+async def _validate(args: argparse.Namespace) -> int:
+    from asiarch.common.client import open_channel
+    from asiarch.v1 import engineer_pb2, engineer_pb2_grpc
+
+    request = engineer_pb2.ValidateRequest(
+        source=_source(args.file, args.class_name),
+        reference_only=args.reference,
+        static_only=args.static_only,
+    )
+    async with _engineer(args.engineer) as address, open_channel(address, auth_token=_token()) as channel:
+        response = await engineer_pb2_grpc.EngineerStub(channel).Validate(request, timeout=600)
+    for check in response.checks:
+        mark = "ok  " if check.passed else "FAIL"
+        where = f" (line {check.line})" if check.line else ""
+        print(f"{mark} {check.name}{where} {check.message}".rstrip())
+    if response.valid:
+        print(f"{args.file}: valid")
+        return 0
+    print(f"{args.file}: invalid: {response.failure_reason}", file=sys.stderr)
+    return 1
+
+
+async def _evaluate(args: argparse.Namespace) -> int:
+    from google.protobuf import json_format
+
+    from asiarch.common.client import open_channel
+    from asiarch.v1 import common_pb2, engineer_pb2, engineer_pb2_grpc
+
+    preset = common_pb2.BudgetPreset.Value(f"BUDGET_PRESET_{args.budget.upper()}")
+    request = engineer_pb2.EvaluateRequest(
+        experiment_id=args.id,
+        proposal=common_pb2.Proposal(
+            name=args.file.stem, source=_source(args.file, args.class_name), reference_only=args.reference
+        ),
+        budget=common_pb2.Budget(preset=preset, device=args.device or "", seed=args.seed),
+    )
+    result = None
+    async with _engineer(args.engineer) as address, open_channel(address, auth_token=_token()) as channel:
+        async for event in engineer_pb2_grpc.EngineerStub(channel).Evaluate(request):
+            kind = event.WhichOneof("event")
+            if kind == "result":
+                result = event.result
+            elif not args.json and kind == "progress":
+                p = event.progress
+                stage = common_pb2.EvaluationStage.Name(p.stage).removeprefix("EVALUATION_STAGE_").lower()
+                loss = f" loss {p.loss:.3f}" if p.HasField("loss") else ""
+                steps = f" {p.step}/{p.total_steps}" if p.total_steps else ""
+                print(
+                    f"[{p.elapsed_seconds:6.1f}s] {stage}{steps}{loss} {p.message}".rstrip(), file=sys.stderr
+                )
+    assert result is not None
+    if args.json:
+        print(json_format.MessageToJson(result, preserving_proto_field_name=True))
+    else:
+        _print_summary(result)
+    return 0 if result.status == common_pb2.EVALUATION_STATUS_SUCCEEDED else 1
+
+
+def _print_summary(result: object) -> None:
+    from asiarch.v1 import common_pb2
+
+    assert isinstance(result, common_pb2.Evaluation)
+    status = common_pb2.EvaluationStatus.Name(result.status).removeprefix("EVALUATION_STATUS_")
+    print(f"status: {status} ({result.wall_seconds:.1f} s on {result.device})")
+    if result.failure_reason:
+        print(f"reason: {result.failure_reason}")
+    m = result.metrics
+    if m.HasField("val_loss"):
+        print(f"validation loss: {m.val_loss:.4f} nats/byte ({m.bits_per_byte:.4f} bits/byte)")
+        print(f"throughput: {m.tokens_per_second:,.0f} tokens/s")
+        print(f"parameters: {m.parameters:,} ({m.layer_parameters:,} in the candidate layers)")
+        for score in m.benchmarks:
+            print(f"{score.name}: {score.score:.3f}")
+
+
+def _token() -> str | None:
+    return os.environ.get("ASIARCH_AUTH_TOKEN") or None
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    for name, runner, help_text in (
+        ("validate", _validate, "check a candidate layer (exit 0 valid, 1 invalid)"),
+        ("evaluate", _evaluate, "train and benchmark a candidate layer"),
+    ):
+        cmd = commands.add_parser(name, help=help_text)
+        cmd.add_argument("file", type=Path, help="Python file defining the layer class")
+        cmd.add_argument("--class-name", default="DeltaNet", help="layer class (default DeltaNet)")
+        cmd.add_argument(
+            "--engineer",
+            default=os.environ.get("ASIARCH_ENGINEER_ADDRESS"),
+            help="engineer host:port (default $ASIARCH_ENGINEER_ADDRESS, else one is started locally)",
+        )
+        cmd.add_argument(
+            "--reference", action="store_true", help="a quadratic reference: skip the complexity verdict"
+        )
+        if name == "validate":
+            cmd.add_argument("--static-only", action="store_true", help="static checks only; run nothing")
+        else:
+            cmd.add_argument(
+                "--budget", choices=PRESETS, default="smoke", help="budget preset (default smoke)"
+            )
+            cmd.add_argument("--device", help="cpu, cuda or cuda:N (default: the engineer's)")
+            cmd.add_argument("--seed", type=int, default=0)
+            cmd.add_argument("--id", default="cli", help="experiment id to use")
+            cmd.add_argument("--json", action="store_true", help="print the Evaluation as JSON")
+        cmd.set_defaults(run=lambda args, runner=runner: asyncio.run(runner(args)))
