@@ -109,6 +109,62 @@ def _print_summary(result: object) -> None:
             print(f"{score.name}: {score.score:.3f}")
 
 
+async def _baselines(args: argparse.Namespace) -> int:
+    """Evaluate every shipped baseline and write the table to docs/baselines.md."""
+    import platform
+    import time
+
+    from asiarch.common.client import open_channel
+    from asiarch.v1 import common_pb2, engineer_pb2, engineer_pb2_grpc
+
+    preset = common_pb2.BudgetPreset.Value(f"BUDGET_PRESET_{args.budget.upper()}")
+    rows = []
+    async with _engineer(args.engineer) as address, open_channel(address, auth_token=_token()) as channel:
+        stub = engineer_pb2_grpc.EngineerStub(channel)
+        baselines = (await stub.ListBaselines(engineer_pb2.ListBaselinesRequest())).baselines
+        for proposal in baselines:
+            started = time.perf_counter()
+            request = engineer_pb2.EvaluateRequest(
+                experiment_id=f"baseline-{proposal.name}",
+                proposal=proposal,
+                budget=common_pb2.Budget(preset=preset, seed=args.seed),
+                max_repairs=0,
+            )
+            result = None
+            async for event in stub.Evaluate(request):
+                if event.WhichOneof("event") == "result":
+                    result = event.result
+            assert result is not None
+            rows.append((proposal, result, time.perf_counter() - started))
+            print(f"{proposal.name}: {common_pb2.EvaluationStatus.Name(result.status)}", file=sys.stderr)
+    settings = [b.name for b in rows[0][1].metrics.benchmarks] if rows else []
+    lines = [
+        "# Baselines",
+        "",
+        f"Every run starts from these layers (`services/engineer/baselines/`). Measured with "
+        f"`asiarch baselines --budget {args.budget} --seed {args.seed}` on {platform.machine()} "
+        f"({os.cpu_count()} cores), {rows[0][1].device if rows else ''}.",
+        "",
+        "| baseline | status | val loss (nats/byte) | bits/byte | "
+        + " | ".join(settings)
+        + " | tokens/s | parameters | wall s |",
+        "|---|---|---:|---:|" + "---:|" * len(settings) + "---:|---:|---:|",
+    ]
+    for proposal, result, seconds in rows:
+        m = result.metrics
+        status = common_pb2.EvaluationStatus.Name(result.status).removeprefix("EVALUATION_STATUS_").lower()
+        scores = " | ".join(f"{b.score:.3f}" for b in m.benchmarks) or " | ".join("" for _ in settings)
+        name = proposal.name + (" (reference)" if proposal.reference_only else "")
+        lines.append(
+            f"| {name} | {status} | {m.val_loss:.4f} | {m.bits_per_byte:.4f} | {scores} | "
+            f"{m.tokens_per_second:,.0f} | {m.parameters:,} | {seconds:.0f} |"
+        )
+    lines += ["", "Softmax attention is evaluated as a reference (quadratic, never a parent).", ""]
+    args.out.write_text("\n".join(lines))
+    print("\n".join(lines))
+    return 0 if all(r.status == common_pb2.EVALUATION_STATUS_SUCCEEDED for _, r, _ in rows) else 1
+
+
 def _token() -> str | None:
     return os.environ.get("ASIARCH_AUTH_TOKEN") or None
 
@@ -140,3 +196,10 @@ def register(commands: argparse._SubParsersAction) -> None:
             cmd.add_argument("--id", default="cli", help="experiment id to use")
             cmd.add_argument("--json", action="store_true", help="print the Evaluation as JSON")
         cmd.set_defaults(run=lambda args, runner=runner: asyncio.run(runner(args)))
+
+    cmd = commands.add_parser("baselines", help="evaluate the shipped baselines, write docs/baselines.md")
+    cmd.add_argument("--budget", choices=PRESETS, default="cpu")
+    cmd.add_argument("--seed", type=int, default=0)
+    cmd.add_argument("--engineer", default=os.environ.get("ASIARCH_ENGINEER_ADDRESS"))
+    cmd.add_argument("--out", type=Path, default=Path("docs/baselines.md"))
+    cmd.set_defaults(run=lambda args: asyncio.run(_baselines(args)))

@@ -17,7 +17,9 @@ def test_parser_builds_without_importing_torch() -> None:
         "import sys; from asiarch.common.cli import build_parser; build_parser(); "
         "print(sorted(m for m in ('torch', 'triton', 'numpy') if m in sys.modules))"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
     assert done.stdout.strip() == "[]"
 
 
