@@ -1,0 +1,99 @@
+"""The pieces the sandbox runs, in-process: budgets, corpus, MQAR, training determinism."""
+
+from __future__ import annotations
+
+import types
+
+import layers
+import pytest
+import torch
+
+from asiarch.engineer import mqar
+from asiarch.engineer.budgets import BudgetError, resolve
+from asiarch.engineer.corpus import batches, default_root, load_corpus
+from asiarch.engineer.training import run_mqar, train_language_model
+
+
+def layer_type() -> type[torch.nn.Module]:
+    module = types.ModuleType("candidate")
+    exec(layers.baseline("deltanet"), module.__dict__)
+    return module.DeltaNet
+
+
+def test_budget_presets_and_overrides() -> None:
+    smoke = resolve("smoke", seed=3)
+    assert smoke["train_steps"] == 6
+    assert smoke["seed"] == 3
+    assert resolve("smoke", rung=2)["train_steps"] == 24
+    assert resolve("cpu", {"d_model": 96, "n_heads": 6})["d_model"] == 96
+    gpu = resolve("gpu")
+    assert (gpu["n_layers"], gpu["d_model"], gpu["n_heads"], gpu["seq_len"]) == (8, 256, 8, 2048)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"preset": "huge"}, "unknown preset 'huge'"),
+        ({"overrides": {"n_heads": 5}}, "must divide budget.d_model"),
+        ({"overrides": {"train_steps": 0}}, "budget.train_steps must be at least 1"),
+        ({"overrides": {"learning_rate": -1.0}}, "budget.learning_rate must be > 0"),
+        ({"rung": 3}, "budget.rung must be 1 or 2"),
+        ({"device": "tpu"}, "budget.device"),
+    ],
+)
+def test_bad_budgets_name_the_field(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(BudgetError, match=message):
+        resolve(**kwargs)  # type: ignore[arg-type]
+
+
+def test_corpus_is_the_standard_library_split_by_file() -> None:
+    corpus = load_corpus(max_bytes=2_000_000)
+    assert corpus.source == str(default_root())
+    assert corpus.train.numel() > 10 * corpus.validation.numel() > 0
+    assert bytes(corpus.train[:500_000].tolist()).decode("utf-8", errors="ignore").count("def ") > 100
+    window = batches(corpus.train, 3, 16, torch.Generator().manual_seed(0))
+    assert window.shape == (3, 17)
+    assert window.dtype == torch.long
+
+
+def test_corpus_from_a_folder(tmp_path: object) -> None:
+    folder = tmp_path  # type: ignore[assignment]
+    for i in range(40):
+        (folder / f"doc{i}.txt").write_text(f"document {i} " * 200)  # type: ignore[operator]
+    corpus = load_corpus(str(folder))
+    assert b"document" in bytes(corpus.train[:100].tolist())
+
+
+def test_mqar_examples_follow_zoology() -> None:
+    inputs, labels = mqar.generate(8, 64, 4, 128, torch.Generator().manual_seed(0))
+    assert inputs.shape == labels.shape == (8, 64)
+    for row in range(8):
+        keys, values = inputs[row, 0:8:2], inputs[row, 1:8:2]
+        assert ((keys >= 1) & (keys < 64)).all()
+        assert ((values >= 64) & (values < 128)).all()
+        scored = (labels[row] != mqar.IGNORE).nonzero().flatten()
+        assert len(scored) == 4
+        for position in scored.tolist():
+            key = inputs[row, position].item()
+            assert labels[row, position].item() == values[(keys == key).nonzero().item()].item()
+    with pytest.raises(ValueError, match="4 \\* kv_pairs <= seq_len"):
+        mqar.generate(1, 16, 8, 64, torch.Generator())
+
+
+def test_training_is_deterministic_for_a_seed() -> None:
+    corpus = load_corpus(max_bytes=1_000_000)
+    budget = resolve("smoke", seed=7)
+    first = train_language_model(layer_type(), corpus, budget, lambda _: None)
+    second = train_language_model(layer_type(), corpus, budget, lambda _: None)
+    assert first["val_loss"] == second["val_loss"]
+    assert [p["train_loss"] for p in first["loss_curve"]] == [p["train_loss"] for p in second["loss_curve"]]
+    other = train_language_model(layer_type(), corpus, resolve("smoke", seed=8), lambda _: None)
+    assert other["val_loss"] != first["val_loss"]
+
+
+def test_mqar_reports_every_setting() -> None:
+    events: list[dict[str, object]] = []
+    scores = run_mqar(layer_type(), resolve("smoke"), events.append)
+    assert [s["name"] for s in scores] == ["mqar/seq32_kv2", "mqar/seq64_kv4", "mqar/seq64_kv8"]
+    assert all(0.0 <= s["score"] <= 1.0 for s in scores)
+    assert events[-1]["stage"] == "benchmarks"
