@@ -116,3 +116,10 @@ def _validate(budget: dict[str, Any]) -> None:
     device = budget["device"]
     if device != "cpu" and not (device == "cuda" or device.startswith("cuda:")):
         raise BudgetError(f"budget.device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+
+
+def resolve_rung_two(budget: dict[str, Any]) -> dict[str, Any]:
+    """The rung-2 version of a resolved rung-1 budget (same sizes, more steps)."""
+    overrides = {key: budget[key] for key in OVERRIDABLE}
+    overrides["train_steps"] = budget["train_steps"] // RUNG_STEP_FACTOR[1]
+    return resolve(budget["preset"], overrides, rung=2, seed=budget["seed"], device=budget["device"])

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from asiarch.engineer import convert
+from asiarch.engineer.budgets import resolve_rung_two
 from asiarch.engineer.sandbox import SandboxLimits, run_in_sandbox
 from asiarch.engineer.static_checks import run_static_checks
 from asiarch.v1 import common_pb2, engineer_pb2, researcher_pb2
@@ -47,6 +48,7 @@ class Candidate:
     reference_only: bool = False
     spec_json: str = ""
     motivation: str = ""
+    promote_below_loss: float | None = None
 
 
 @dataclass
@@ -173,6 +175,21 @@ class Pipeline:
             attempt.device = result.result.get("device", "")
         return attempt
 
+    async def _maybe_promote(
+        self, candidate: Candidate, attempt: Attempt, emit: Emit, number: int
+    ) -> Attempt:
+        """Rung 2 right after a good rung 1 (successive halving with the caller's threshold)."""
+        threshold = candidate.promote_below_loss
+        loss = (attempt.metrics or {}).get("val_loss")
+        if threshold is None or candidate.budget["rung"] != 1 or loss is None or loss > threshold:
+            return attempt
+        budget = resolve_rung_two(candidate.budget)
+        promoted = Candidate(**{**candidate.__dict__, "budget": budget})
+        second = await self.check(promoted, "evaluate", emit, number)
+        if second.status == common_pb2.EVALUATION_STATUS_SUCCEEDED:
+            candidate.budget = budget
+        return second
+
     async def evaluate(
         self, candidate: Candidate, max_repairs: int, repairer: Repairer | None, emit: Emit
     ) -> common_pb2.Evaluation:
@@ -185,6 +202,7 @@ class Pipeline:
         while True:
             attempt = await self.check(candidate, "evaluate", emit, attempt_number)
             checks.extend(attempt.checks)
+            attempt = await self._maybe_promote(candidate, attempt, emit, attempt_number)
             if repairs:  # did the last patch get past the stage that had failed?
                 previous = repairs[-1]
                 previous.succeeded = attempt.status == common_pb2.EVALUATION_STATUS_SUCCEEDED or stage_rank(

@@ -203,6 +203,9 @@ class EngineerServicer(engineer_pb2_grpc.EngineerServicer):
             reference_only=request.proposal.reference_only,
             spec_json=request.proposal.spec_json,
             motivation=request.proposal.motivation,
+            promote_below_loss=(
+                request.budget.promote_below_loss if request.budget.HasField("promote_below_loss") else None
+            ),
         )
         events: asyncio.Queue[engineer_pb2.EvaluationEvent | None] = asyncio.Queue()
 

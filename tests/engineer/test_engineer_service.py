@@ -236,3 +236,11 @@ def _sandbox_processes() -> list[str]:
         except OSError:
             continue
     return found
+
+
+def test_a_good_rung_one_is_promoted_to_rung_two(stub: engineer_pb2_grpc.EngineerStub) -> None:
+    budget = common_pb2.Budget(preset=common_pb2.BUDGET_PRESET_SMOKE, promote_below_loss=100.0)
+    _, result = evaluate(stub, layers.GOOD, budget=budget)
+    assert result.status == common_pb2.EVALUATION_STATUS_SUCCEEDED, result.failure_reason
+    assert result.budget.rung == 2
+    assert result.metrics.steps == 24  # rung 2 trains 4x the smoke preset's 6 steps

@@ -136,7 +136,7 @@ class Proposal(_message.Message):
     def __init__(self, name: _Optional[str] = ..., motivation: _Optional[str] = ..., source: _Optional[_Union[ArchitectureSource, _Mapping]] = ..., spec_json: _Optional[str] = ..., origin: _Optional[_Union[ProposalOrigin, str]] = ..., generator: _Optional[str] = ..., reference_only: _Optional[bool] = ...) -> None: ...
 
 class Budget(_message.Message):
-    __slots__ = ("preset", "train_steps", "batch_size", "seq_len", "d_model", "n_layers", "n_heads", "learning_rate", "wall_clock_seconds", "device", "rung", "max_parameters", "seed")
+    __slots__ = ("preset", "train_steps", "batch_size", "seq_len", "d_model", "n_layers", "n_heads", "learning_rate", "wall_clock_seconds", "device", "rung", "max_parameters", "seed", "promote_below_loss")
     PRESET_FIELD_NUMBER: _ClassVar[int]
     TRAIN_STEPS_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -150,6 +150,7 @@ class Budget(_message.Message):
     RUNG_FIELD_NUMBER: _ClassVar[int]
     MAX_PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
+    PROMOTE_BELOW_LOSS_FIELD_NUMBER: _ClassVar[int]
     preset: BudgetPreset
     train_steps: int
     batch_size: int
@@ -163,7 +164,8 @@ class Budget(_message.Message):
     rung: int
     max_parameters: int
     seed: int
-    def __init__(self, preset: _Optional[_Union[BudgetPreset, str]] = ..., train_steps: _Optional[int] = ..., batch_size: _Optional[int] = ..., seq_len: _Optional[int] = ..., d_model: _Optional[int] = ..., n_layers: _Optional[int] = ..., n_heads: _Optional[int] = ..., learning_rate: _Optional[float] = ..., wall_clock_seconds: _Optional[float] = ..., device: _Optional[str] = ..., rung: _Optional[int] = ..., max_parameters: _Optional[int] = ..., seed: _Optional[int] = ...) -> None: ...
+    promote_below_loss: float
+    def __init__(self, preset: _Optional[_Union[BudgetPreset, str]] = ..., train_steps: _Optional[int] = ..., batch_size: _Optional[int] = ..., seq_len: _Optional[int] = ..., d_model: _Optional[int] = ..., n_layers: _Optional[int] = ..., n_heads: _Optional[int] = ..., learning_rate: _Optional[float] = ..., wall_clock_seconds: _Optional[float] = ..., device: _Optional[str] = ..., rung: _Optional[int] = ..., max_parameters: _Optional[int] = ..., seed: _Optional[int] = ..., promote_below_loss: _Optional[float] = ...) -> None: ...
 
 class LossPoint(_message.Message):
     __slots__ = ("step", "train_loss", "val_loss", "elapsed_seconds")
