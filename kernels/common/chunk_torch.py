@@ -20,8 +20,9 @@ tokens: two small matmuls per chunk for the delta rule (V_new, then S'), none
 without it (a running sum, or a scan with one multiply-add per chunk).
 
 Autograd differentiates all of it (q, k, v, g, beta, initial_state); per-chunk
-tensors are split with `unbind` and joined with `stack`, so the backward of the
-loop is O(N), not the O(N^2) of indexing slices in a loop.
+tensors are split with `unbind` and joined with `cat`/`stack`, so the backward
+of the loop is O(N), not the O(N^2) of indexing slices in a loop. When autograd
+is not recording, the same math fills preallocated buffers in place instead.
 """
 
 from __future__ import annotations
@@ -101,7 +102,8 @@ def chunk_torch(
     mask = torch.ones(C, C, dtype=dtype, device=q.device).tril() * scale
     if g is not None:
         G = _to_chunks(g, dtype, N, C).cumsum(-1)  # [NBH, C]
-        # Clamped before exp: above the diagonal G_r - G_c > 0 and could overflow; the mask zeroes it.
+        # Clamped to [-80, 80] before exp: above the diagonal G_r - G_c > 0 for decaying gates and
+        # could overflow (the mask then zeroes it); below it, |G_r - G_c| > 80 is beyond any real gate.
         diff = G[:, :, None] - G[:, None, :]
         if track:
             gamma = torch.exp(diff.clamp(_EXP_FLOOR, -_EXP_FLOOR)) * mask
@@ -137,7 +139,7 @@ def chunk_torch(
         )
         states, v_new, final = _delta_states(wu, k_to_end, S0, decay, output_final_state, track)
 
-    o = torch.baddbmm(torch.bmm(qc * q_gate, states), scores, v_new)  # [NBH, C, V]
+    o = torch.bmm(qc * q_gate, states).baddbmm_(scores, v_new)  # [NBH, C, V]
     o = o.view(N, B, H, C, V).permute(1, 0, 3, 2, 4).reshape(B, N * C, H, V)
     if N * C != T:
         o = o[:, :T].contiguous()
@@ -171,7 +173,8 @@ def _delta_states(
         states.append(S)
         v_new.append(torch.baddbmm(us[i], ws[i], S, alpha=-1.0))
         if i < N - 1 or output_final_state:
-            S = torch.baddbmm(S if ds is None else S * ds[i], ks[i], v_new[-1])
+            # in place on the fresh S * d (autograd does not need it): saves baddbmm copying its input
+            S = torch.baddbmm(S, ks[i], v_new[-1]) if ds is None else (S * ds[i]).baddbmm_(ks[i], v_new[-1])
     return torch.cat(states), torch.cat(v_new), (S if output_final_state else None)
 
 

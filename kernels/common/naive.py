@@ -48,15 +48,14 @@ def naive_recurrent(
     betas = beta.to(dtype)[..., None].unbind(1) if beta is not None else None
 
     S = q.new_zeros(B, H, K, V, dtype=dtype) if initial_state is None else initial_state.to(dtype)
+    # (S * k).sum(-2) rather than einsum: einsum turns each step into tiny threaded BLAS calls whose
+    # overhead dominates (and stalls whenever the cores are shared).
     outputs = []
     for t in range(T):
         if decays is not None:
             S = S * decays[t]
-        if betas is not None:
-            # delta rule: write beta * (target - what the decayed state already predicts)
-            update = (vs[t] - (S * ks[t][..., None]).sum(-2)) * betas[t]
-        else:
-            update = vs[t]
+        # delta rule: write beta * (target - what the decayed state already predicts)
+        update = vs[t] if betas is None else (vs[t] - (S * ks[t][..., None]).sum(-2)) * betas[t]
         # addcmul keeps one new K x V tensor per step alive for autograd, not two (the outer product too)
         S = torch.addcmul(S, ks[t][..., :, None], update[..., None, :])
         outputs.append((S * qs[t][..., None]).sum(-2) * scale)
