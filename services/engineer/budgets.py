@@ -27,7 +27,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     # The default: one candidate's first rung in about two minutes on 2 cores.
     "cpu": {
-        "train_steps": 120,
+        "train_steps": 300,
         "batch_size": 8,
         "seq_len": 128,
         "d_model": 64,
@@ -36,7 +36,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "learning_rate": 2e-3,
         "wall_clock_seconds": 600.0,
         "max_parameters": 5_000_000,
-        "mqar_steps": 120,
+        "mqar_steps": 400,
         "mqar_settings": [(64, 4), (128, 8), (256, 16)],
         "eval_batches": 8,
     },

