@@ -12,27 +12,16 @@ import time
 from typing import Any
 
 import pytest
+from layers import layer as build_layer
 
 from asiarch.engineer.sandbox import SandboxLimits, SandboxResult, run_in_sandbox
 
 BUDGET = {"d_model": 32, "n_layers": 2, "n_heads": 2, "max_parameters": 10_000_000, "seed": 0}
-LAYER = """
-import torch
-from torch import nn
-
-class DeltaNet(nn.Module):
-    def __init__(self, hidden_size, num_heads, **kwargs):
-        super().__init__()
-        self.proj = nn.Linear(hidden_size, hidden_size)
-        {init}
-
-    def forward(self, hidden_states, **kwargs):
-        return self.proj(hidden_states)
-"""
 
 
-def layer(init: str = "pass", prelude: str = "") -> str:
-    return prelude + LAYER.replace("{init}", init)
+def layer(init: str = "pass") -> str:
+    """A plain layer whose constructor runs `init`: hostile code executes as soon as it is built."""
+    return build_layer(init=init)
 
 
 def run(source: str, **limits: Any) -> SandboxResult:
