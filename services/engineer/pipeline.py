@@ -7,6 +7,7 @@ recorded, including the error that triggered it and the patch it produced.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import time
 from collections.abc import Awaitable, Callable
@@ -156,7 +157,7 @@ class Pipeline:
             "threads": self.limits.threads,
         }
         wall = min(self.limits.wall_seconds, float(candidate.budget["wall_clock_seconds"]))
-        limits = SandboxLimits(**{**self.limits.__dict__, "wall_seconds": wall})
+        limits = dataclasses.replace(self.limits, wall_seconds=wall)
         result = await run_in_sandbox(job, limits, on_event)
         attempt.enforcement = result.enforcement
         if failed_check:
@@ -184,7 +185,7 @@ class Pipeline:
         if threshold is None or candidate.budget["rung"] != 1 or loss is None or loss > threshold:
             return attempt
         budget = resolve_rung_two(candidate.budget)
-        promoted = Candidate(**{**candidate.__dict__, "budget": budget})
+        promoted = dataclasses.replace(candidate, budget=budget)
         second = await self.check(promoted, "evaluate", emit, number)
         if second.status == common_pb2.EVALUATION_STATUS_SUCCEEDED:
             candidate.budget = budget
