@@ -5,8 +5,6 @@ Fresh random inputs every run (no seed); shapes are in the test ids and assertio
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -24,13 +22,7 @@ VARIANTS = {  # (uses g, uses beta)
 Inputs = dict[str, torch.Tensor | None]
 
 
-@pytest.fixture(autouse=True)
-def _single_thread() -> Iterator[None]:
-    # Many small ops: on 2 shared cores OpenMP's barriers cost more than a second thread gains.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def make_inputs(
