@@ -1,0 +1,67 @@
+"""Choose the LLM backend from `ASIARCH_LLM_*` environment variables."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from asiarch.common.errors import ConfigError
+from asiarch.common.llm.base import LLM
+from asiarch.common.llm.local import LocalClient
+from asiarch.common.llm.none import NoLLM
+from asiarch.common.llm.openai_compat import JsonMode, OpenAICompatibleClient
+from asiarch.common.llm.tgi import TGIClient
+
+ENV_PREFIX = "ASIARCH_LLM_"
+
+
+class LLMSettings(BaseSettings):
+    """Which LLM to use. Load with `asiarch.common.config.load_settings(LLMSettings)` for named errors."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    backend: Literal["none", "local", "tgi", "openai"] = Field(
+        default="none", description="none: no LLM (deterministic paths); local: in-process GGUF; tgi; openai."
+    )
+    url: str | None = Field(default=None, description="Server base URL (tgi, openai).")
+    model: str | None = Field(
+        default=None, description="Model name (openai, required); GGUF file path (local, optional)."
+    )
+    api_key: SecretStr | None = Field(default=None, description="Bearer token for the server (openai).")
+    timeout_seconds: float = Field(default=120.0, gt=0, description="Per-request timeout.")
+    max_retries: int = Field(default=3, ge=0, le=20, description="Retries on 429/503/timeouts.")
+    json_mode: JsonMode = Field(default="grammar", description="How an openai backend is asked for JSON.")
+
+
+def _require(value: str | None, field: str, backend: str) -> str:
+    if not value:
+        raise ConfigError(f"{ENV_PREFIX}{field.upper()} is required when {ENV_PREFIX}BACKEND={backend}")
+    return value
+
+
+def create_llm(settings: LLMSettings | None = None) -> LLM:
+    """Build the configured backend (not started: await its `start()` where it has one).
+
+    Raises ConfigError naming the missing variable.
+    """
+    settings = settings if settings is not None else LLMSettings()
+    if settings.backend == "none":
+        return NoLLM()
+    if settings.backend == "local":
+        return LocalClient(model_path=settings.model)
+    if settings.backend == "tgi":
+        return TGIClient(
+            _require(settings.url, "url", "tgi"),
+            timeout=settings.timeout_seconds,
+            max_retries=settings.max_retries,
+        )
+    return OpenAICompatibleClient(
+        _require(settings.url, "url", "openai"),
+        _require(settings.model, "model", "openai"),
+        api_key=settings.api_key.get_secret_value() if settings.api_key else None,
+        timeout=settings.timeout_seconds,
+        max_retries=settings.max_retries,
+        json_mode=settings.json_mode,
+    )
