@@ -1,0 +1,245 @@
+"""The Researcher gRPC service: Propose and Repair.
+
+With an LLM it writes layers as code (ASI-Arch's way) and repairs them; with
+no LLM, or when the LLM fails, it proposes DSL mutations and repairs DSL
+candidates deterministically. Every answer says which path produced it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+import grpc
+import pydantic
+import structlog
+
+from asiarch.common.client import open_channel
+from asiarch.common.errors import InvalidArgument
+from asiarch.common.llm import LLMError, LLMSettings, Message, NoLLM, create_llm, generate_model
+from asiarch.common.server import ServiceDefinition
+from asiarch.researcher import prompts, proposer
+from asiarch.researcher.config import ResearcherSettings
+from asiarch.researcher.dsl import render
+from asiarch.v1 import analyst_pb2, analyst_pb2_grpc, common_pb2, researcher_pb2, researcher_pb2_grpc
+
+DEFAULT_PORT = 50052
+log = structlog.get_logger("asiarch.researcher")
+
+
+class CodeProposal(pydantic.BaseModel):
+    name: str = pydantic.Field(min_length=1, max_length=64)
+    motivation: str = pydantic.Field(min_length=10)
+    code: str = pydantic.Field(min_length=50)
+
+
+class CodeRepair(pydantic.BaseModel):
+    summary: str = pydantic.Field(min_length=3)
+    code: str = pydantic.Field(min_length=50)
+
+
+def _metrics(experiment: common_pb2.Experiment) -> str:
+    m = experiment.evaluation.metrics
+    parts = [f"val_loss={m.val_loss:.4f}"] if m.HasField("val_loss") else []
+    parts += [f"{b.name}={b.score:.3f}" for b in m.benchmarks]
+    return ", ".join(parts) or "not measured"
+
+
+class ResearcherServicer(researcher_pb2_grpc.ResearcherServicer):
+    def __init__(self, settings: ResearcherSettings, llm: object) -> None:
+        self.settings = settings
+        self.llm = llm
+        token = settings.auth_token.get_secret_value() if settings.auth_token else None
+        self.analyst_channel = (
+            open_channel(settings.analyst_address, auth_token=token) if settings.analyst_address else None
+        )
+
+    async def _knowledge(self, parent: common_pb2.Experiment, run_id: str) -> tuple[list[str], str]:
+        if self.analyst_channel is None:
+            return [], "no analyst configured"
+        query = parent.analysis.synthesis or parent.proposal.motivation or parent.name
+        stub = analyst_pb2_grpc.AnalystStub(self.analyst_channel)
+        try:
+            reply = await stub.Retrieve(
+                analyst_pb2.RetrieveRequest(query=query, k=5, run_id=run_id), timeout=30
+            )
+        except grpc.aio.AioRpcError as exc:
+            log.warning("knowledge retrieval failed", code=exc.code().name)
+            return [], f"retrieval failed: {exc.details()}"
+        return [hit.id for hit in reply.hits], "\n".join(
+            f"- {hit.title}: {hit.text[:400]}" for hit in reply.hits
+        )
+
+    async def _similarity(self, motivation: str, run_id: str) -> float:
+        if self.analyst_channel is None:
+            return 0.0
+        stub = analyst_pb2_grpc.AnalystStub(self.analyst_channel)
+        try:
+            reply = await stub.FindSimilar(
+                analyst_pb2.FindSimilarRequest(motivation=motivation, k=1, run_id=run_id), timeout=30
+            )
+        except grpc.aio.AioRpcError:
+            return 0.0
+        return 1.0 - reply.novelty
+
+    async def Propose(
+        self, request: researcher_pb2.ProposeRequest, context: grpc.aio.ServicerContext
+    ) -> researcher_pb2.ProposeResponse:
+        parent = request.parent
+        if not parent.proposal.source.module_source.strip() and not parent.proposal.spec_json:
+            raise InvalidArgument("parent.proposal needs a source or a spec_json to build on")
+        knowledge_ids, knowledge = await self._knowledge(parent, request.run_id)
+        fallback = ""
+        wants_code = request.mode != common_pb2.PROPOSAL_MODE_DSL
+        if wants_code and not isinstance(self.llm, NoLLM):
+            proposal, fallback = await self._llm_proposal(request, knowledge)
+            if proposal is not None:
+                similarity = await self._similarity(proposal.motivation, request.run_id)
+                return researcher_pb2.ProposeResponse(
+                    proposal=proposal, knowledge_ids=knowledge_ids, max_similarity=similarity
+                )
+        elif wants_code and request.mode == common_pb2.PROPOSAL_MODE_CODE:
+            fallback = "no LLM configured (ASIARCH_LLM_BACKEND=none): proposed a DSL mutation instead"
+
+        avoid: set[str] = set()
+        rewrites = 0
+        draft = proposer.mutation_draft(parent, list(request.references), request.seed, avoid)
+        similarity = await self._similarity(draft.motivation, request.run_id)
+        while (
+            similarity >= self.settings.researcher_novelty_threshold
+            and rewrites < self.settings.researcher_max_rewrites
+        ):
+            avoid.add(draft.spec.model_dump_json())
+            rewrites += 1
+            draft = proposer.mutation_draft(parent, list(request.references), request.seed + rewrites, avoid)
+            similarity = await self._similarity(draft.motivation, request.run_id)
+        proposal = common_pb2.Proposal(
+            name=draft.name,
+            motivation=draft.motivation,
+            source=common_pb2.ArchitectureSource(module_source=render(draft.spec), class_name="DeltaNet"),
+            spec_json=draft.spec.model_dump_json(),
+            origin=common_pb2.PROPOSAL_ORIGIN_DSL_MUTATION,
+            generator=f"{proposer.MUTATION_PREFIX}{draft.operator}",
+        )
+        return researcher_pb2.ProposeResponse(
+            proposal=proposal,
+            knowledge_ids=knowledge_ids,
+            max_similarity=similarity,
+            rewrites=rewrites,
+            fallback_reason=fallback,
+        )
+
+    async def _llm_proposal(
+        self, request: researcher_pb2.ProposeRequest, knowledge: str
+    ) -> tuple[common_pb2.Proposal | None, str]:
+        parent = request.parent
+        references = "\n".join(
+            f"- {r.name}: {_metrics(r)}; {r.proposal.motivation[:300]}" for r in request.references
+        )
+        prompt = prompts.load("propose_code").format(
+            class_name="DeltaNet",
+            parent_name=parent.name or parent.proposal.name,
+            parent_motivation=parent.proposal.motivation or "(none)",
+            parent_metrics=_metrics(parent),
+            parent_analysis=parent.analysis.synthesis or "(none yet)",
+            parent_source=parent.proposal.source.module_source,
+            references=references or "(none)",
+            knowledge=knowledge or "(none)",
+        )
+        messages = [
+            Message("system", "You design neural network layers. Answer with JSON only."),
+            Message("user", prompt),
+        ]
+        try:
+            answer = await generate_model(
+                self.llm,
+                messages,
+                CodeProposal,
+                attempts=self.settings.researcher_llm_attempts,
+                max_tokens=2048,
+            )  # type: ignore[arg-type]
+        except LLMError as exc:
+            return None, f"the LLM failed ({exc.message}): proposed a DSL mutation instead"
+        if answer is None:
+            return None, "the LLM gave no valid answer: proposed a DSL mutation instead"
+        return (
+            common_pb2.Proposal(
+                name=answer.name[:64],
+                motivation=answer.motivation,
+                source=common_pb2.ArchitectureSource(module_source=answer.code, class_name="DeltaNet"),
+                origin=common_pb2.PROPOSAL_ORIGIN_LLM_CODE,
+                generator=f"llm:{type(self.llm).__name__}",
+            ),
+            "",
+        )
+
+    async def Repair(
+        self, request: researcher_pb2.RepairRequest, context: grpc.aio.ServicerContext
+    ) -> researcher_pb2.RepairResponse:
+        if not request.source.module_source.strip():
+            raise InvalidArgument("source.module_source must not be empty")
+        if not request.error.strip():
+            raise InvalidArgument("error must say what failed")
+        if not isinstance(self.llm, NoLLM) and not request.spec_json:
+            prompt = prompts.load("repair").format(
+                stage=common_pb2.EvaluationStage.Name(request.failed_stage),
+                error=request.error[-4000:],
+                motivation=request.motivation or "(none)",
+                source=request.source.module_source,
+            )
+            messages = [
+                Message("system", "You fix Python code. Answer with JSON only."),
+                Message("user", prompt),
+            ]
+            try:
+                answer = await generate_model(
+                    self.llm,
+                    messages,
+                    CodeRepair,
+                    attempts=self.settings.researcher_llm_attempts,
+                    max_tokens=2048,
+                )  # type: ignore[arg-type]
+            except LLMError:
+                answer = None
+            if answer is not None:
+                return researcher_pb2.RepairResponse(
+                    source=common_pb2.ArchitectureSource(
+                        module_source=answer.code, class_name=request.source.class_name
+                    ),
+                    summary=answer.summary,
+                    repaired_by=f"llm:{type(self.llm).__name__}",
+                )
+        source, spec_json, summary = proposer.deterministic_repair(request.spec_json, request.error)
+        return researcher_pb2.RepairResponse(
+            source=common_pb2.ArchitectureSource(module_source=source, class_name="DeltaNet"),
+            spec_json=spec_json,
+            summary=summary,
+            repaired_by="dsl:deterministic",
+        )
+
+
+@asynccontextmanager
+async def lifespan(server: grpc.aio.Server, settings: ResearcherSettings) -> AsyncIterator[Sequence[str]]:
+    llm = create_llm(LLMSettings())
+    start = getattr(llm, "start", None)
+    if start is not None:
+        await start()
+    servicer = ResearcherServicer(settings, llm)
+    researcher_pb2_grpc.add_ResearcherServicer_to_server(servicer, server)
+    try:
+        yield [researcher_pb2.DESCRIPTOR.services_by_name["Researcher"].full_name]
+    finally:
+        if servicer.analyst_channel is not None:
+            await servicer.analyst_channel.close()
+        close = getattr(llm, "close", None)
+        if close is not None:
+            await close()
+
+
+SERVICE = ServiceDefinition(
+    name="researcher",
+    default_port=DEFAULT_PORT,
+    lifespan=lifespan,  # type: ignore[arg-type]
+    settings_type=ResearcherSettings,
+    summary="proposals (LLM code or DSL mutations) and repairs",
+)
