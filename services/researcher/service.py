@@ -93,10 +93,29 @@ class ResearcherServicer(researcher_pb2_grpc.ResearcherServicer):
         wants_code = request.mode != common_pb2.PROPOSAL_MODE_DSL
         if wants_code and not isinstance(self.llm, NoLLM):
             proposal, fallback = await self._llm_proposal(request, knowledge)
-            if proposal is not None:
+            rewrites = 0
+            similarity = await self._similarity(proposal.motivation, request.run_id) if proposal else 0.0
+            while (
+                proposal is not None
+                and similarity >= self.settings.researcher_novelty_threshold
+                and rewrites < self.settings.researcher_max_rewrites
+            ):
+                rewrites += 1
+                note = (
+                    f"Your previous idea ({proposal.name}: {proposal.motivation[:300]}) is too similar to an "
+                    "earlier experiment. Propose a clearly different mechanism."
+                )
+                retry, fallback = await self._llm_proposal(request, f"{knowledge}\n\n{note}")
+                if retry is None:
+                    break
+                proposal = retry
                 similarity = await self._similarity(proposal.motivation, request.run_id)
+            if proposal is not None:
                 return researcher_pb2.ProposeResponse(
-                    proposal=proposal, knowledge_ids=knowledge_ids, max_similarity=similarity
+                    proposal=proposal,
+                    knowledge_ids=knowledge_ids,
+                    max_similarity=similarity,
+                    rewrites=rewrites,
                 )
         elif wants_code and request.mode == common_pb2.PROPOSAL_MODE_CODE:
             fallback = "no LLM configured (ASIARCH_LLM_BACKEND=none): proposed a DSL mutation instead"
