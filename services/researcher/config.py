@@ -15,4 +15,9 @@ class ResearcherSettings(ServerSettings):
         default=0.95, gt=0, le=1, description="Rewrite a proposal whose motivation is at least this similar."
     )
     researcher_max_rewrites: int = Field(default=3, ge=0, le=20, description="Bounded novelty rewrites.")
+    researcher_llm_timeout_seconds: float = Field(
+        default=300,
+        gt=0,
+        description="Time for one LLM proposal (all attempts); then a DSL mutation instead.",
+    )
     researcher_llm_attempts: int = Field(default=2, ge=1, le=10, description="Schema-valid answer attempts.")

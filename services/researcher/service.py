@@ -7,6 +7,7 @@ candidates deterministically. Every answer says which path produced it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
@@ -149,6 +150,15 @@ class ResearcherServicer(researcher_pb2_grpc.ResearcherServicer):
         )
 
     async def _llm_proposal(
+        self, request: researcher_pb2.ProposeRequest, knowledge: str
+    ) -> tuple[common_pb2.Proposal | None, str]:
+        limit = self.settings.researcher_llm_timeout_seconds
+        try:
+            return await asyncio.wait_for(self._ask_llm(request, knowledge), timeout=limit)
+        except TimeoutError:
+            return None, f"the LLM timed out after {limit:g} s: proposed a DSL mutation instead"
+
+    async def _ask_llm(
         self, request: researcher_pb2.ProposeRequest, knowledge: str
     ) -> tuple[common_pb2.Proposal | None, str]:
         parent = request.parent

