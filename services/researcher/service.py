@@ -157,6 +157,9 @@ class ResearcherServicer(researcher_pb2_grpc.ResearcherServicer):
             return await asyncio.wait_for(self._ask_llm(request, knowledge), timeout=limit)
         except TimeoutError:
             return None, f"the LLM timed out after {limit:g} s: proposed a DSL mutation instead"
+        except Exception as exc:  # a broken LLM client must cost one proposal's quality, never the call
+            log.exception("LLM proposal failed unexpectedly")
+            return None, f"the LLM call failed ({type(exc).__name__}): proposed a DSL mutation instead"
 
     async def _ask_llm(
         self, request: researcher_pb2.ProposeRequest, knowledge: str
@@ -228,7 +231,8 @@ class ResearcherServicer(researcher_pb2_grpc.ResearcherServicer):
                     attempts=self.settings.researcher_llm_attempts,
                     max_tokens=2048,
                 )  # type: ignore[arg-type]
-            except LLMError:
+            except Exception:  # LLMError or a broken client: fall back to the deterministic repair
+                log.exception("LLM repair failed")
                 answer = None
             if answer is not None:
                 return researcher_pb2.RepairResponse(

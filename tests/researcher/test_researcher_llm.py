@@ -41,7 +41,13 @@ def fake_tgi() -> Iterator[FakeLLMServer]:
 def stub(
     tmp_path_factory: pytest.TempPathFactory, fake_tgi: FakeLLMServer
 ) -> Iterator[researcher_pb2_grpc.ResearcherStub]:
-    env = {"ASIARCH_LLM_BACKEND": "tgi", "ASIARCH_LLM_URL": fake_tgi.url, "ASIARCH_LLM_MAX_RETRIES": "0"}
+    # HF_HUB_OFFLINE=1 would make huggingface_hub refuse even a local server.
+    env = {
+        "ASIARCH_LLM_BACKEND": "tgi",
+        "ASIARCH_LLM_URL": fake_tgi.url,
+        "ASIARCH_LLM_MAX_RETRIES": "0",
+        "HF_HUB_OFFLINE": "0",
+    }
     service: RunningService = start_service("researcher", tmp_path_factory.mktemp("researcher-llm"), env=env)
     yield researcher_pb2_grpc.ResearcherStub(service.channel())
     assert service.stop() == 0

@@ -9,7 +9,12 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import httpx2
-from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError, TextGenerationError
+from huggingface_hub.errors import (
+    HfHubHTTPError,
+    InferenceTimeoutError,
+    OfflineModeIsEnabled,
+    TextGenerationError,
+)
 
 from asiarch.common.llm.base import LLMError, LLMGenerationFailed, LLMRequestRejected, LLMUnavailable
 
@@ -101,6 +106,11 @@ async def call_with_retries(
             return await call()
         except LLMError:
             raise
+        except OfflineModeIsEnabled as error:
+            # HF_HUB_OFFLINE=1 makes huggingface_hub refuse every request, even to a local server.
+            raise LLMUnavailable(
+                f"LLM server {server} cannot be called: HF_HUB_OFFLINE is set ({error})"
+            ) from error
         except (HfHubHTTPError, httpx2.HTTPError, InferenceTimeoutError) as error:
             if attempt >= max_retries or not is_retryable(error):
                 raise map_error(error, server) from error

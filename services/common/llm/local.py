@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import logging
-import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -55,15 +54,20 @@ def _load(path: Path) -> _Loaded:
         loaded = _cache.get(path)
         if loaded is not None:
             return loaded
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
         try:
             from transformers import AutoModelForCausalLM, AutoTokenizer
         except ImportError as error:
             raise LLMUnavailable("the local LLM needs the `transformers` and `gguf` packages") from error
         logger.info("loading local LLM from %s", path)
         try:
-            tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-            model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name)
+            # local_files_only: never touch the network, without changing HF_HUB_OFFLINE for the
+            # whole process (that would also block the HTTP backends).
+            tokenizer = AutoTokenizer.from_pretrained(
+                str(path.parent), gguf_file=path.name, local_files_only=True
+            )
+            model = AutoModelForCausalLM.from_pretrained(
+                str(path.parent), gguf_file=path.name, local_files_only=True
+            )
         except (OSError, ValueError, ImportError) as error:
             raise LLMUnavailable(f"cannot load the local LLM from {path}: {error}") from error
         model.eval()
