@@ -6,14 +6,15 @@ What is enforced, and where (see also docs in README):
   size, open files and processes; core dumps off; a fresh temporary working
   directory, deleted afterwards; a scrubbed environment; output caps (a child
   that floods stdout/stderr or the event channel is killed);
-- on Linux as root (the default container and this repository's CI): the
-  child moves to an empty network namespace (no route anywhere) and drops to
-  the `nobody` user, so it cannot write outside its directory and the process
-  limit binds;
-- when not root: the network is isolated only if unprivileged user
-  namespaces are allowed... which we do not rely on; deployments add a
-  NetworkPolicy (Kubernetes) and a pids limit. What was enforced is reported
-  in every result (`enforcement`).
+- on Linux as root (this repository's CI; a root container): an empty network
+  namespace (no route anywhere), a private mount namespace in which
+  everything but the sandbox directory is read-only, and a pids cgroup
+  (fork bombs stop at the cap); the child also drops to `nobody` when the
+  Python installation is readable by `nobody`;
+- when not root (the hardened deployments): those three need privileges the
+  process lacks, so the deployment supplies them (NetworkPolicy, a pids
+  limit, a read-only root file system). What was enforced is reported in
+  every result (`enforcement`).
 The service process never imports candidate code.
 """
 

@@ -111,8 +111,8 @@ def mutation_draft(
 # Safe settings, by what the error says went wrong. Each is a small, local change.
 def safe_spec(spec: ArchitectureSpec, error: str) -> tuple[ArchitectureSpec, str]:
     text = error.lower()
-    mixers = [m.model_copy(update={"qk_norm": "l2"} if m.beta != "none" else {}) for m in spec.mixers]
-    if "nan" in text or "inf" in text or "finite" in text:
+    mixers = list(spec.mixers)
+    if "nan" in text or "finite" in text or "overflow" in text:
         fixed = spec.model_copy(update={"output_norm": "rmsnorm"})
         fixed_mixers = [m.model_copy(update={"beta": "sigmoid"} if m.beta != "none" else {}) for m in mixers]
         summary = "normalised the output and bounded beta to (0, 1) to stop non-finite values"

@@ -8,8 +8,8 @@ from concurrent import futures
 
 import grpc
 import pytest
+from parents import baseline_parent
 from support import start_service
-from test_researcher_service import baseline_parent
 
 from asiarch.v1 import analyst_pb2, analyst_pb2_grpc, common_pb2, researcher_pb2, researcher_pb2_grpc
 

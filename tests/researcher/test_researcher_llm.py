@@ -9,8 +9,8 @@ from typing import Any
 import grpc
 import pytest
 from llm_fake_server import FakeLLMServer
+from parents import baseline_parent
 from support import RunningService, start_service
-from test_researcher_service import baseline_parent
 
 from asiarch.v1 import common_pb2, researcher_pb2, researcher_pb2_grpc
 

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import types
 from collections.abc import Iterator
-from pathlib import Path
 
 import grpc
 import pytest
 import torch
+from parents import baseline_parent
 from support import RunningService, start_service
 
 from asiarch.engineer.static_checks import run_static_checks
 from asiarch.researcher.dsl import ArchitectureSpec
 from asiarch.v1 import common_pb2, researcher_pb2, researcher_pb2_grpc
-
-BASELINES = Path(__file__).resolve().parents[2] / "services" / "engineer" / "baselines"
 
 
 @pytest.fixture(scope="module")
@@ -30,16 +28,6 @@ def researcher(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServ
 @pytest.fixture(scope="module")
 def stub(researcher: RunningService) -> researcher_pb2_grpc.ResearcherStub:
     return researcher_pb2_grpc.ResearcherStub(researcher.channel())
-
-
-def baseline_parent(name: str = "deltanet") -> common_pb2.Experiment:
-    source = (BASELINES / f"{name.replace('-', '_')}.py").read_text()
-    return common_pb2.Experiment(
-        id=f"baseline-{name}",
-        name=name,
-        proposal=common_pb2.Proposal(name=name, source=common_pb2.ArchitectureSource(module_source=source)),
-        status=common_pb2.EXPERIMENT_STATUS_SUCCEEDED,
-    )
 
 
 def runs_forward(source: str) -> bool:
