@@ -12,6 +12,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from asiarch.common.cli import command_group
+
 DEFAULT_OUT = Path("docs/benchmarks.md")
 
 
@@ -31,8 +33,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    bench = commands.add_parser("bench", help="run benchmarks and write docs/benchmarks.md")
-    targets = bench.add_subparsers(dest="target", required=True, metavar="TARGET")
+    targets = command_group(commands, "bench", help="run benchmarks and write docs/benchmarks.md")
     kernels = targets.add_parser("kernels", help="time the linear-attention kernels")
     kernels.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     kernels.add_argument("--quick", action="store_true", help="one shape, fewer repeats")

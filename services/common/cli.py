@@ -62,6 +62,18 @@ def _run_services(_: argparse.Namespace) -> int:
     return 0
 
 
+def command_group(commands: argparse._SubParsersAction, name: str, help: str) -> argparse._SubParsersAction:
+    """The targets of `asiarch NAME TARGET` (e.g. `bench kernels`, `bench analyst`).
+
+    Several plugins add targets to one command; whichever registers first creates it.
+    """
+    parser = commands.choices.get(name) or commands.add_parser(name, help=help)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action
+    return parser.add_subparsers(dest="target", required=True, metavar="TARGET")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="asiarch", description="Autonomous discovery of linear-attention architectures."

@@ -14,6 +14,8 @@ MAPPED = {
     REPO / "services" / "common": "asiarch/common",
     REPO / "services" / "selector": "asiarch/selector",
     REPO / "services" / "engineer": "asiarch/engineer",
+    REPO / "services" / "researcher": "asiarch/researcher",
+    REPO / "services" / "analyst": "asiarch/analyst",
     REPO / "protos" / "gen" / "python" / "asiarch" / "v1": "asiarch/v1",
     REPO / "kernels": "asiarch/kernels",
 }
@@ -40,6 +42,7 @@ def test_wheel_contains_every_module(tmp_path: Path) -> None:
     assert "asiarch = asiarch.common.cli:main" in text
     assert "selector = asiarch.selector.service:SERVICE" in text
     assert "engineer = asiarch.engineer.service:SERVICE" in text
+    assert "analyst = asiarch.analyst.service:SERVICE" in text
     # The FLA-compatibility start-up hook sits at the top of site-packages.
     hook = zipfile.ZipFile(wheel).read("asiarch-fla-compat.pth").decode()
     assert hook == (REPO / "kernels" / "fla_compat" / "asiarch-fla-compat.pth").read_text()

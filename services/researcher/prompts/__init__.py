@@ -1,9 +1,9 @@
-"""Versioned prompt templates (`<name>.v<N>.md`), loaded by name; edit a copy with a new version."""
+"""The researcher's prompt templates (`<name>.v<N>.md`)."""
 
 from __future__ import annotations
 
-from importlib import resources
+from asiarch.common.prompts import load_prompt
 
 
 def load(name: str, version: int = 1) -> str:
-    return (resources.files(__package__) / f"{name}.v{version}.md").read_text()
+    return load_prompt(__package__, name, version)

