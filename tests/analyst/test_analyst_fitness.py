@@ -88,9 +88,9 @@ def test_deterministic_judge_rewards_results_novelty_and_parameter_efficiency() 
     assert strong.innovation == pytest.approx(1 + 9 * 0.8)
     assert strong.complexity == pytest.approx(10.0)  # fewer parameters than the baseline: capped at 10
     assert weak.complexity == pytest.approx(1 + 9 * 0.25)
-    assert fitness.judge_score(strong.performance, strong.innovation, strong.complexity) > fitness.judge_score(
-        weak.performance, weak.innovation, weak.complexity
-    )
+    assert fitness.judge_score(
+        strong.performance, strong.innovation, strong.complexity
+    ) > fitness.judge_score(weak.performance, weak.innovation, weak.complexity)
     assert strong.judged_by.startswith("deterministic:")
     unknown = fitness.deterministic_judge(0.5, 0.5, 0.5, None, 50_000)
     assert unknown.complexity == pytest.approx(5.5)

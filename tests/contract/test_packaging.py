@@ -32,8 +32,9 @@ def test_wheel_contains_every_module(tmp_path: Path) -> None:
     expected = {
         f"{target}/{path.relative_to(source).as_posix()}"
         for source, target in MAPPED.items()
-        for path in source.rglob("*.py*")
-        if "__pycache__" not in path.parts
+        for path in source.rglob("*")
+        # Code, stubs and the data files the code reads (prompts, the cognition base).
+        if path.suffix in {".py", ".pyi", ".md", ".toml", ".typed"} and "__pycache__" not in path.parts
     }
     missing = sorted(expected - names)
     assert not missing, f"add these packages to [tool.setuptools] in pyproject.toml: {missing}"
