@@ -16,7 +16,7 @@ from importlib import resources
 
 from google.protobuf import json_format
 
-from asiarch.analyst.store import DocumentCollection
+from asiarch.analyst.store import Document, DocumentCollection, DuplicateId
 from asiarch.analyst.vectors import COGNITION, Point, VectorIndex
 from asiarch.common.errors import InvalidArgument
 from asiarch.v1 import analyst_pb2
@@ -84,22 +84,26 @@ class CognitionBase:
 
     async def ingest(self, entries: Sequence[analyst_pb2.CognitionEntry]) -> tuple[int, int, int]:
         """(ingested, unchanged, total). Idempotent on entry id and content."""
-        ingested = unchanged = 0
+        changed: list[tuple[analyst_pb2.CognitionEntry, str, Document | None]] = []
         for entry in entries:
             fingerprint = _fingerprint(entry)
             stored = await self.documents.find_one({"_id": entry.id})
             indexed = await self.vectors.payloads(COGNITION, [f"{entry.id}#insight"])
             in_sync = indexed.get(f"{entry.id}#insight", {}).get("hash") == fingerprint
-            if stored is not None and stored.get("hash") == fingerprint and in_sync:
-                unchanged += 1
-                continue
-            # Points of an older version may have more trigger facets than this one.
+            if not (stored is not None and stored.get("hash") == fingerprint and in_sync):
+                changed.append((entry, fingerprint, stored))
+        # Points of an older version may have more trigger facets than the new one.
+        for entry, _, _ in changed:
             await self.vectors.delete_where(COGNITION, "entry_id", entry.id)
-            await self.vectors.upsert(COGNITION, _facets(entry, fingerprint))
+        # One upsert for every facet: the encoder batches texts of similar length together.
+        await self.vectors.upsert(COGNITION, [p for e, f, _ in changed for p in _facets(e, f)])
+        for entry, fingerprint, stored in changed:
             document = {"_id": entry.id, "hash": fingerprint, "entry": json_format.MessageToDict(entry)}
             if stored is None:
-                await self.documents.insert_one(document)
-            else:
-                await self.documents.replace_one({"_id": entry.id}, document)
-            ingested += 1
-        return ingested, unchanged, await self.documents.count({})
+                try:
+                    await self.documents.insert_one(document)
+                    continue
+                except DuplicateId:  # another replica ingested it meanwhile: ours is as good
+                    pass
+            await self.documents.replace_one({"_id": entry.id}, document)
+        return len(changed), len(entries) - len(changed), await self.documents.count({})

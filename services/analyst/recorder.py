@@ -129,6 +129,8 @@ class Recorder:
             status=common_pb2.ExperimentStatus.Name(experiment.status),
             fitness=round(experiment.fitness.total, 4),
             created=created,
+            judged_by=experiment.fitness.judge.judged_by,
+            written_by=experiment.analysis.written_by,
         )
         return experiment, created
 
@@ -201,7 +203,8 @@ class Recorder:
     ) -> tuple[common_pb2.JudgeScores, common_pb2.Analysis]:
         """The LLM's judge scores and analysis, each falling back to the deterministic one."""
         deterministic = reports.deterministic_analysis(experiment, table)
-        if isinstance(self.llm, NoLLM):
+        # Baselines are references, not designs under review: the LLM's time goes to candidates.
+        if isinstance(self.llm, NoLLM) or experiment.is_baseline:
             return fallback_judge, deterministic
         limit = self.settings.analyst_llm_timeout_seconds
         try:

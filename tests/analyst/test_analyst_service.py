@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
-from analyst_data import RUN, experiment
+from analyst_data import experiment
 from support import RunningService, health_status, start_service
 
 from asiarch.analyst.validation import ID

@@ -145,7 +145,7 @@ async def test_transient_write_failures_are_retried() -> None:
 async def test_writes_that_keep_failing_become_unavailable() -> None:
     inner = Flaky(failures=5, error=OSError("disk full"))
     collection = Retrying(inner, "experiments", attempts=2, transient=(OSError,), backoff_seconds=0)  # type: ignore[arg-type]
-    with pytest.raises(Unavailable, match="failed insert on 'experiments' 2 time.*disk full"):
+    with pytest.raises(Unavailable, match=r"failed insert on 'experiments' 2 time.*disk full"):
         await collection.insert_one({"_id": "a"})
     assert inner.calls == 2 and inner.documents == []
 
@@ -163,7 +163,7 @@ async def test_an_unreachable_mongodb_is_reported_unavailable() -> None:
     db = MongoDatabase("mongodb://127.0.0.1:9/?directConnection=true", "x", timeout_ms=200, attempts=2)
     repository = ExperimentRepository(db.collection("experiments"))
     try:
-        with pytest.raises(Unavailable, match="document store failed .* 2 time"):
+        with pytest.raises(Unavailable, match=r"document store failed .* 2 time"):
             await repository.insert(experiment("a"))
     finally:
         await db.close()
