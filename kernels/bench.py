@@ -25,11 +25,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from asiarch.common.markdown import write_section
+
 CPU_SHAPES = [(1, 4096, 4, 64), (4, 2048, 8, 64)]
 GPU_SHAPES = [(1, 8192, 96, 128), (2, 16384, 16, 128), (4, 2048, 16, 128), (4, 4096, 64, 128),
               (8, 2048, 32, 256), (8, 1024, 8, 64)]  # fmt: skip
-MARK_START = "<!-- kernels:{device}:start -->"
-MARK_END = "<!-- kernels:{device}:end -->"
 
 Inputs = dict[str, torch.Tensor]
 Kernel = Callable[[Inputs], torch.Tensor]
@@ -276,24 +276,6 @@ def _speedups(rows: list[Row]) -> str:
     return "Speed-ups:\n\n" + "\n".join(out) if out else ""
 
 
-def write_section(path: Path, device: str, text: str) -> None:
-    start, end = MARK_START.format(device=device), MARK_END.format(device=device)
-    block = f"{start}\n{text}{end}\n"
-    existing = (
-        path.read_text()
-        if path.exists()
-        else "# Benchmarks\n\nNumbers measured on real machines; each section says how.\n\n"
-    )
-    if start in existing and end in existing:
-        before, rest = existing.split(start, 1)
-        after = rest.split(end, 1)[1].lstrip("\n")
-        updated = before + block + ("\n" + after if after else "")
-    else:
-        updated = existing.rstrip("\n") + "\n\n" + block
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(updated)
-
-
 def run(device: str, quick: bool, repeats: int, out: Path | None, command: str) -> str:
     if device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device is available on this machine")
@@ -301,5 +283,5 @@ def run(device: str, quick: bool, repeats: int, out: Path | None, command: str) 
     rows = gpu_rows(repeats, quick) if device == "cuda" else cpu_rows(repeats, quick)
     text = render(rows, device, command, repeats)
     if out is not None:
-        write_section(out, device, text)
+        write_section(out, f"kernels:{device}", text)
     return text

@@ -122,6 +122,21 @@ async def test_family_queries(repository: ExperimentRepository) -> None:
     assert await repository.existing_ids(["c1", "nope", "g1"]) == {"c1", "g1"}
 
 
+async def test_a_reopened_store_sorts_old_and_new_documents(tmp_path: Path) -> None:
+    first = EmbeddedDatabase(tmp_path / "store", attempts=1)
+    await ExperimentRepository(first.collection("experiments")).insert(scored(experiment("old"), 1.0))
+    await first.close()
+    reopened = EmbeddedDatabase(tmp_path / "store", attempts=1)
+    try:
+        repository = ExperimentRepository(reopened.collection("experiments"))
+        await repository.insert(scored(experiment("new"), 2.0))
+        page, _, total = await repository.page(RUN, [], analyst_pb2.EXPERIMENT_SORT_CREATED_DESC, 10, "")
+        assert [e.id for e in page] == ["new", "old"] and total == 2
+        assert (await repository.best(RUN, exclude_id="")).id == "new"  # type: ignore[union-attr]
+    finally:
+        await reopened.close()
+
+
 class Flaky:
     """A collection that fails the first `failures` calls the way a database does."""
 
