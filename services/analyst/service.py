@@ -8,6 +8,8 @@ RPCs read.
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -21,7 +23,7 @@ from asiarch.analyst.recorder import Recorder
 from asiarch.analyst.repository import ExperimentRepository
 from asiarch.analyst.store import open_database
 from asiarch.analyst.vectors import ANALYSES, COGNITION, MOTIVATIONS, Embedder, Hit, VectorIndex
-from asiarch.common.errors import NotFound
+from asiarch.common.errors import NotFound, Unavailable
 from asiarch.common.llm import LLMSettings, create_llm
 from asiarch.common.server import ServiceDefinition
 from asiarch.v1 import analyst_pb2, analyst_pb2_grpc, common_pb2
@@ -131,9 +133,8 @@ class AnalystServicer(analyst_pb2_grpc.AnalystServicer):
         seen = {root.id}
         frontier, depth = list(root.parent_ids), 1
         while frontier and (limit is None or depth <= limit):
-            found = await self.repository.find({"_id": {"$in": frontier}})
-            by_id = {e.id: e for e in found}
-            level = [by_id[i] for i in frontier if i in by_id and i not in seen]
+            found = [await self.repository.get(i) for i in frontier if i not in seen]
+            level = [e for e in found if e is not None]
             seen.update(e.id for e in level)
             ancestors += [_node(e, -depth) for e in level]
             frontier = list(dict.fromkeys(p for e in level for p in e.parent_ids if p not in seen))
@@ -217,6 +218,24 @@ class AnalystServicer(analyst_pb2_grpc.AnalystServicer):
         return analyst_pb2.IngestCognitionResponse(ingested=ingested, unchanged=unchanged, total=total)
 
 
+async def _ingest_builtin(cognition: CognitionBase, attempt: int) -> bool:
+    """Ingest the shipped cognition base; False while the stores are unavailable."""
+    try:
+        ingested, unchanged, total = await cognition.ingest(builtin_entries())
+    except Unavailable as exc:
+        log.warning("cognition base not ingested yet; retrying", attempt=attempt, error=exc.message[:300])
+        return False
+    log.info("cognition base ready", ingested=ingested, unchanged=unchanged, total=total)
+    return True
+
+
+async def _keep_ingesting(cognition: CognitionBase) -> None:
+    for attempt in itertools.count(2):
+        await asyncio.sleep(min(60.0, 5.0 * attempt))
+        if await _ingest_builtin(cognition, attempt):
+            return
+
+
 def _llm_label(settings: LLMSettings) -> str:
     return f"llm:{settings.backend}:{settings.model or 'default'}"
 
@@ -244,9 +263,10 @@ async def lifespan(server: grpc.aio.Server, settings: AnalystSettings) -> AsyncI
         stack.push_async_callback(vectors.close)
         await vectors.ensure_collections()
         cognition = CognitionBase(database.collection("cognition"), vectors)
-        if settings.analyst_ingest_builtin:
-            ingested, unchanged, total = await cognition.ingest(builtin_entries())
-            log.info("cognition base ready", ingested=ingested, unchanged=unchanged, total=total)
+        if settings.analyst_ingest_builtin and not await _ingest_builtin(cognition, attempt=1):
+            # A store that is still coming up must not keep the service down: retry in the background.
+            ingestion = asyncio.create_task(_keep_ingesting(cognition))
+            stack.callback(ingestion.cancel)
         llm = create_llm(llm_settings)
         if (start := getattr(llm, "start", None)) is not None:
             await start()

@@ -12,7 +12,7 @@ from analyst_data import experiment
 from support import BIN, REPO, RunningService, start_service
 
 from asiarch.analyst.cognition import builtin_entries
-from asiarch.v1 import analyst_pb2, analyst_pb2_grpc
+from asiarch.v1 import analyst_pb2, analyst_pb2_grpc, common_pb2, researcher_pb2, researcher_pb2_grpc
 
 SHIPPED = sorted((REPO / "services" / "analyst" / "cognition_base").glob("*.toml"))
 COGNITION = analyst_pb2.COLLECTION_COGNITION
@@ -112,6 +112,36 @@ def test_ingestion_is_idempotent_and_updates_changed_entries(stub: analyst_pb2_g
         timeout=30,
     ).hits
     assert hits[0].id != "team-note-sparse-write" or hits[0].score < 0.8
+
+
+def test_the_researcher_draws_on_the_real_analyst(
+    analyst: RunningService, stub: analyst_pb2_grpc.AnalystStub, run_dir: Path
+) -> None:
+    """Propose with ASIARCH_ANALYST_ADDRESS: knowledge from the cognition base, novelty from FindSimilar."""
+    source = (REPO / "services" / "engineer" / "baselines" / "deltanet.py").read_text()
+    parent = common_pb2.Experiment(
+        id="researcher-parent",
+        run_id="with-researcher",
+        name="deltanet",
+        is_baseline=True,
+        status=common_pb2.EXPERIMENT_STATUS_SUCCEEDED,
+        proposal=common_pb2.Proposal(
+            name="deltanet", source=common_pb2.ArchitectureSource(module_source=source, class_name="DeltaNet")
+        ),
+        analysis=common_pb2.Analysis(synthesis="recall accuracy collapses on long sequences"),
+    )
+    env = {"ASIARCH_LLM_BACKEND": "none", "ASIARCH_ANALYST_ADDRESS": analyst.address}
+    researcher = start_service("researcher", run_dir.parent, env=env)
+    try:
+        reply = researcher_pb2_grpc.ResearcherStub(researcher.channel()).Propose(
+            researcher_pb2.ProposeRequest(parent=parent, run_id="with-researcher", seed=3), timeout=120
+        )
+    finally:
+        assert researcher.stop() == 0
+    assert reply.knowledge_ids[0] == "fixed-state-capacity"
+    assert set(reply.knowledge_ids) <= {e.id for e in builtin_entries()}
+    # Nothing recorded in this run yet: the proposal is as novel as can be.
+    assert reply.max_similarity == 0.0 and reply.rewrites == 0
 
 
 def test_a_restarted_analyst_keeps_everything(

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+import os
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -365,3 +368,57 @@ def test_unknown_ids_are_not_found(stub: analyst_pb2_grpc.AnalystStub) -> None:
 def test_the_service_survives_bad_input(analyst: RunningService) -> None:
     assert health_status(analyst.address) == 1  # SERVING
     assert analyst.process.poll() is None
+
+
+def test_an_unreachable_mongodb_fails_calls_unavailable_not_the_service(tmp_path: Path) -> None:
+    """Real PyMongo against a port nobody listens on: calls fail UNAVAILABLE with the reason, the
+    service stays up (health SERVING) and retries the cognition base in the background."""
+    env = {
+        "ASIARCH_RUN_DIR": str(tmp_path / "run"),
+        "ASIARCH_MONGO_URI": "mongodb://127.0.0.1:9/?directConnection=true",
+        "ASIARCH_MONGO_TIMEOUT_MS": "200",
+        "ASIARCH_ANALYST_WRITE_ATTEMPTS": "2",
+    }
+    service = start_service("analyst", tmp_path, env=env, timeout=120)
+    try:
+        stub = analyst_pb2_grpc.AnalystStub(service.channel())
+        with pytest.raises(grpc.RpcError) as caught:
+            record(stub, experiment("lost", baseline=True, run_id="down"))
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "document store failed" in caught.value.details() and "2 time(s)" in caught.value.details()
+        assert health_status(service.address) == 1
+        assert any(
+            r.get("event") == "cognition base not ingested yet; retrying" for r in service.log_records()
+        )
+    finally:
+        assert service.stop() == 0
+
+
+@pytest.mark.parametrize("server", ["ASIARCH_MONGO_URI", "ASIARCH_QDRANT_URL"])
+def test_against_a_real_server_when_one_is_given(tmp_path: Path, server: str) -> None:
+    address = os.environ.get(server)
+    if not address:
+        pytest.skip(f"{server} is not set: the analyst was NOT tested against a real server of that kind")
+    suffix = uuid.uuid4().hex[:8]
+    env = {
+        "ASIARCH_RUN_DIR": str(tmp_path / "run"),
+        "ASIARCH_MONGO_DATABASE": f"asiarch_test_{suffix}",
+        "ASIARCH_QDRANT_COLLECTION_PREFIX": f"test_{suffix}_",
+    }
+    service = start_service("analyst", tmp_path, env=env, timeout=180)
+    try:
+        stub = analyst_pb2_grpc.AnalystStub(service.channel())
+        record(
+            stub, experiment(f"real-base-{suffix}", baseline=True, run_id=suffix, motivation="Delta rule.")
+        )
+        child = experiment(f"real-child-{suffix}", parent=f"real-base-{suffix}", loss=1.8, run_id=suffix)
+        child.proposal.motivation = "A forget gate that decays stale associations."
+        assert record(stub, child).created and not record(stub, child).created
+        listed = stub.ListExperiments(analyst_pb2.ListExperimentsRequest(run_id=suffix), timeout=30)
+        assert [e.id for e in listed.experiments] == [child.id, f"real-base-{suffix}"]
+        hits = stub.Retrieve(
+            analyst_pb2.RetrieveRequest(query="recall accuracy collapses on long sequences", k=1), timeout=30
+        ).hits
+        assert hits[0].id == "fixed-state-capacity"
+    finally:
+        assert service.stop() == 0
