@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from llm_fake_server import FakeLLMServer
 from support import RunningService, start_service
 
 
@@ -31,3 +32,11 @@ def service_factory(tmp_path: Path) -> Iterator[Callable[..., RunningService]]:
         if service.process.poll() is None:
             service.process.kill()
             service.process.wait()
+
+
+@pytest.fixture(scope="module")
+def fake_tgi() -> Iterator[FakeLLMServer]:
+    """A local server speaking TGI's protocol (and the OpenAI one), with generous token limits."""
+    with FakeLLMServer() as server:
+        server.state.info.update(max_input_tokens=60_000, max_total_tokens=64_000)
+        yield server

@@ -31,13 +31,6 @@ class DeltaNet(nn.Module):
 
 
 @pytest.fixture(scope="module")
-def fake_tgi() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer() as server:
-        server.state.info.update(max_input_tokens=60_000, max_total_tokens=64_000)
-        yield server
-
-
-@pytest.fixture(scope="module")
 def stub(
     tmp_path_factory: pytest.TempPathFactory, fake_tgi: FakeLLMServer
 ) -> Iterator[researcher_pb2_grpc.ResearcherStub]:

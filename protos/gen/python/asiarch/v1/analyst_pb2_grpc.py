@@ -79,7 +79,9 @@ class AnalystServicer:
 
     def Record(self, request, context):
         """Store an experiment, computing its fitness and analysis. Idempotent on
-        experiment.id: recording the same id again never duplicates it.
+        experiment.id: recording the same id again never duplicates it. A
+        PENDING or RUNNING record may be advanced once to SUCCEEDED or FAILED;
+        after that, recording the id returns the stored copy unchanged.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -39,7 +39,9 @@ class AnalystStub:
     def __new__(cls, channel: _aio.Channel) -> AnalystAsyncStub: ...
     Record: _grpc.UnaryUnaryMultiCallable[_analyst_pb2.RecordRequest, _analyst_pb2.RecordResponse]
     """Store an experiment, computing its fitness and analysis. Idempotent on
-    experiment.id: recording the same id again never duplicates it.
+    experiment.id: recording the same id again never duplicates it. A
+    PENDING or RUNNING record may be advanced once to SUCCEEDED or FAILED;
+    after that, recording the id returns the stored copy unchanged.
     """
     GetExperiment: _grpc.UnaryUnaryMultiCallable[_analyst_pb2.GetExperimentRequest, _common_pb2.Experiment]
     """One experiment by id."""
@@ -61,7 +63,9 @@ class AnalystAsyncStub(AnalystStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Record: _aio.UnaryUnaryMultiCallable[_analyst_pb2.RecordRequest, _analyst_pb2.RecordResponse]  # type: ignore[assignment]
     """Store an experiment, computing its fitness and analysis. Idempotent on
-    experiment.id: recording the same id again never duplicates it.
+    experiment.id: recording the same id again never duplicates it. A
+    PENDING or RUNNING record may be advanced once to SUCCEEDED or FAILED;
+    after that, recording the id returns the stored copy unchanged.
     """
     GetExperiment: _aio.UnaryUnaryMultiCallable[_analyst_pb2.GetExperimentRequest, _common_pb2.Experiment]  # type: ignore[assignment]
     """One experiment by id."""
@@ -86,7 +90,9 @@ class AnalystServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_analyst_pb2.RecordResponse, _abc.Awaitable[_analyst_pb2.RecordResponse]]:
         """Store an experiment, computing its fitness and analysis. Idempotent on
-        experiment.id: recording the same id again never duplicates it.
+        experiment.id: recording the same id again never duplicates it. A
+        PENDING or RUNNING record may be advanced once to SUCCEEDED or FAILED;
+        after that, recording the id returns the stored copy unchanged.
         """
 
     @_abc_1.abstractmethod
