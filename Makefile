@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Everything the tests exercise; a deployment installs only `asiarch[<service>]`.
-EXTRAS ?= selector,researcher,engineer,analyst,bench,dev
+EXTRAS ?= selector,researcher,engineer,analyst,orchestrator,bench,dev
 STAMP := $(VENV)/.installed
 
 .PHONY: help venv proto lint format test bench-kernels clean

@@ -1,0 +1,232 @@
+"""`asiarch discover`: run the loop against running services or local ones it starts itself."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+DEFAULT_RUNS = Path("runs")
+
+
+def _addresses(flag: list[str] | None, variable: str) -> list[str]:
+    given = flag or [a for a in os.environ.get(variable, "").split(",") if a.strip()]
+    return [a.strip() for item in given for a in item.split(",") if a.strip()]
+
+
+def _run_dir(args: argparse.Namespace) -> Path:
+    from asiarch.orchestrator.access import latest_run
+
+    if args.run_dir is not None:
+        return args.run_dir
+    if args.resume:
+        latest = latest_run(DEFAULT_RUNS)
+        if latest is None:
+            raise SystemExit("asiarch discover --resume: no run under runs/ to resume; give --run-dir")
+        return latest
+    return DEFAULT_RUNS / (args.run_id or datetime.now(UTC).strftime("run-%Y%m%d-%H%M%S"))
+
+
+async def _discover(args: argparse.Namespace) -> int:
+    from contextlib import AsyncExitStack
+
+    from asiarch.common.client import open_channel
+    from asiarch.orchestrator.access import read_run, write_run
+    from asiarch.orchestrator.local import SupervisedService
+    from asiarch.orchestrator.loop import Discovery, Options, Stubs
+    from asiarch.orchestrator.progress import RichDisplay
+    from asiarch.v1 import analyst_pb2_grpc, engineer_pb2_grpc, researcher_pb2_grpc, selector_pb2_grpc
+
+    run_dir = _run_dir(args)
+    previous = read_run(run_dir)
+    if previous.metadata and not args.resume:
+        print(
+            f"asiarch discover: {run_dir} already holds run {previous.run_id!r}; "
+            "add --resume to continue it or choose another --run-dir",
+            file=sys.stderr,
+        )
+        return 2
+    run_id = args.run_id or previous.run_id
+    options = Options(
+        run_id=run_id,
+        cycles=args.cycles,
+        time_budget_minutes=args.time_budget,
+        strategy=args.strategy,
+        mode=args.mode,
+        budget=args.budget,
+        device=args.device or "",
+        seed=args.seed,
+        parallel=args.parallel,
+        promote=args.promote,
+    )
+    token = os.environ.get("ASIARCH_AUTH_TOKEN") or None
+    display = RichDisplay()
+    metadata: dict[str, Any] = {
+        **previous.metadata,
+        "run_id": run_id,
+        "state": "running",
+        "pid": os.getpid(),
+        "started_at": previous.metadata.get("started_at") or datetime.now(UTC).isoformat(),
+        "cycles_planned": args.cycles,
+        "time_budget_minutes": args.time_budget,
+        "options": {
+            "strategy": args.strategy,
+            "mode": args.mode,
+            "llm": args.llm,
+            "budget": args.budget,
+            "seed": args.seed,
+            "parallel": args.parallel,
+        },
+        "message": "",
+    }
+    metadata.setdefault("cycles_done", 0)
+
+    def save(**changes: Any) -> None:
+        metadata.update(changes, updated_at=datetime.now(UTC).isoformat())
+        write_run(run_dir, metadata)
+
+    analyst = (_addresses([args.analyst] if args.analyst else None, "ASIARCH_ANALYST_ADDRESS") or [None])[0]
+    selector = (_addresses([args.selector] if args.selector else None, "ASIARCH_SELECTOR_ADDRESS") or [None])[
+        0
+    ]
+    researcher = (
+        _addresses([args.researcher] if args.researcher else None, "ASIARCH_RESEARCHER_ADDRESS") or [None]
+    )[0]
+    engineers = _addresses(args.engineer, "ASIARCH_ENGINEER_ADDRESS")
+    base_env = {**os.environ, "ASIARCH_HOST": "127.0.0.1"}
+    base_env.pop("ASIARCH_PORT", None)
+    if args.llm:
+        base_env["ASIARCH_LLM_BACKEND"] = args.llm
+    local: list[str] = []
+    save(local_services=local)
+
+    async with AsyncExitStack() as stack:
+
+        async def start(name: str, env: dict[str, str]) -> str:
+            service = SupervisedService(name, {**base_env, **env}, run_dir / "logs")
+            stack.push_async_callback(service.stop)
+            await service.start()
+            local.append(name)
+            display.note(f"started a local {name} on {service.address} (log: {run_dir / 'logs' / name}.log)")
+            return service.address
+
+        try:
+            missing = [n for n, a in (("analyst", analyst), ("selector", selector)) if a is None]
+            if missing:
+                display.note(f"starting local {', '.join(missing)} …")
+            started = await asyncio.gather(
+                start("analyst", {"ASIARCH_RUN_DIR": str(run_dir)}) if analyst is None else _given(analyst),
+                start("selector", {}) if selector is None else _given(selector),
+            )
+            analyst, selector = started
+            if researcher is None:
+                researcher = await start("researcher", {"ASIARCH_ANALYST_ADDRESS": analyst})
+            if not engineers:
+                engineers = [
+                    await start(
+                        "engineer",
+                        {
+                            "ASIARCH_RESEARCHER_ADDRESS": researcher,
+                            "ASIARCH_ENGINEER_MAX_CONCURRENT": str(args.parallel),
+                        },
+                    )
+                ]
+            save(
+                services={
+                    "analyst": analyst,
+                    "selector": selector,
+                    "researcher": researcher,
+                    "engineer": engineers,
+                }
+            )
+            channels = {
+                name: await stack.enter_async_context(open_channel(address, auth_token=token))
+                for name, address in (
+                    ("analyst", analyst),
+                    ("selector", selector),
+                    ("researcher", researcher),
+                )
+            }
+            engineer_channels = [
+                await stack.enter_async_context(open_channel(a, auth_token=token)) for a in engineers
+            ]
+            stubs = Stubs(
+                selector=selector_pb2_grpc.SelectorStub(channels["selector"]),
+                researcher=researcher_pb2_grpc.ResearcherStub(channels["researcher"]),
+                engineers=[engineer_pb2_grpc.EngineerStub(c) for c in engineer_channels],
+                analyst=analyst_pb2_grpc.AnalystStub(channels["analyst"]),
+            )
+
+            async def cycle_done(cycle: int) -> None:
+                save(cycles_done=cycle)
+
+            with display:
+                discovery = Discovery(options, stubs, display, on_cycle=cycle_done)
+                ran = await discovery.run()
+            display.note(f"run {run_id}: {ran} cycle(s) this time; results in {run_dir}")
+            await _summarise(channels["analyst"], run_dir, display)
+            save(state="finished")
+            return 0
+        except asyncio.CancelledError:
+            save(state="stopped", message="interrupted; continue with --resume")
+            raise
+        except Exception as exc:
+            save(state="failed", message=f"{type(exc).__name__}: {exc}"[:1000])
+            raise
+
+
+async def _given(address: str) -> str:
+    return address
+
+
+async def _summarise(channel: Any, run_dir: Path, display: Any) -> None:
+    """The leaderboard and the report, printed and written while the run's analyst is still up."""
+    from asiarch.orchestrator import summary
+
+    await summary.print_and_report(channel, run_dir, display.console)
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    cmd = commands.add_parser(
+        "discover",
+        help="run the discovery loop (starts local services for any address not given)",
+        description=(
+            "Select parents, propose, evaluate (with self-healing) and record, cycle after cycle. "
+            "Services come from --selector/--researcher/--engineer/--analyst or ASIARCH_*_ADDRESS; any "
+            "not given is started locally on 127.0.0.1 with the embedded stores in the run directory, "
+            "and stopped at the end."
+        ),
+    )
+    cmd.add_argument("--cycles", type=int, default=3, help="cycles of the run in total (default 3)")
+    cmd.add_argument("--time-budget", type=float, help="minutes; no new cycle starts after it")
+    cmd.add_argument(
+        "--strategy", default="asi-arch", help="parent selection: asi-arch, uct, hgm, lexicase, pareto"
+    )
+    cmd.add_argument("--mode", choices=("code", "dsl"), default="code", help="proposals as LLM code or DSL")
+    cmd.add_argument(
+        "--llm",
+        choices=("none", "local", "tgi", "openai"),
+        default=None,
+        help="LLM backend of local researcher and analyst (default $ASIARCH_LLM_BACKEND or none)",
+    )
+    cmd.add_argument(
+        "--budget", choices=("smoke", "cpu", "gpu"), default="cpu", help="training budget preset"
+    )
+    cmd.add_argument("--device", help="torch device for evaluations (default: the engineer's)")
+    cmd.add_argument("--seed", type=int, default=0)
+    cmd.add_argument("--parallel", type=int, default=1, help="evaluations at once (spread over --engineer)")
+    cmd.add_argument("--promote", action="store_true", help="train again, longer, what beats the best loss")
+    cmd.add_argument("--run-dir", type=Path, help="where the run lives (default runs/<run-id>)")
+    cmd.add_argument("--run-id", help="run id (default: the run directory's name)")
+    cmd.add_argument(
+        "--resume", action="store_true", help="continue the run in --run-dir (default: the latest)"
+    )
+    cmd.add_argument("--selector", help="host:port of a selector")
+    cmd.add_argument("--researcher", help="host:port of a researcher")
+    cmd.add_argument("--engineer", action="append", help="host:port of an engineer (repeat for several)")
+    cmd.add_argument("--analyst", help="host:port of an analyst")
+    cmd.set_defaults(run=lambda args: asyncio.run(_discover(args)))

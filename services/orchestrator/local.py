@@ -1,0 +1,106 @@
+"""Services `discover` starts itself: subprocesses on 127.0.0.1, supervised.
+
+A local service that dies mid-run (a crash, the OOM killer, a test killing it)
+is started again on the same port, so the channels the loop holds reconnect
+and its retries succeed; the run goes on. Each service logs to
+`RUN_DIR/logs/<name>.log`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import structlog
+
+from asiarch.common.errors import Unavailable
+from asiarch.common.local import START_TIMEOUT, wait_serving
+
+log = structlog.get_logger("asiarch.discover")
+MAX_RESTARTS = 5
+
+
+class SupervisedService:
+    def __init__(self, name: str, env: dict[str, str], log_dir: Path) -> None:
+        self.name, self.env, self.log_dir = name, env, log_dir
+        self.port = 0
+        self.process: asyncio.subprocess.Process | None = None
+        self.restarts = 0
+        self._stopping = False
+        self._watcher: asyncio.Task[None] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def _spawn(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        port_file = self.log_dir / f".{self.name}.port"
+        port_file.unlink(missing_ok=True)
+        with (self.log_dir / f"{self.name}.log").open("ab") as log_file:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "asiarch.common.cli",
+                "serve",
+                self.name,
+                "--port",
+                str(self.port),
+                "--port-file",
+                str(port_file),
+                stdout=log_file,
+                stderr=log_file,
+                env=self.env,
+            )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + START_TIMEOUT
+        while not port_file.exists():
+            if self.process.returncode is not None or loop.time() > deadline:
+                raise Unavailable(
+                    f"the local {self.name} did not start; see {self.log_dir / (self.name + '.log')}"
+                )
+            await asyncio.sleep(0.05)
+        self.port = int(port_file.read_text())
+        await wait_serving(self.address)
+
+    async def start(self) -> None:
+        await self._spawn()
+        self._watcher = asyncio.create_task(self._watch(), name=f"watch-{self.name}")
+
+    async def _watch(self) -> None:
+        while not self._stopping:
+            assert self.process is not None
+            code = await self.process.wait()
+            if self._stopping:
+                return
+            if self.restarts >= MAX_RESTARTS:
+                log.error("local service keeps dying; not restarting", service=self.name, exit_code=code)
+                return
+            self.restarts += 1
+            log.warning(
+                "local service exited; restarting on the same port",
+                service=self.name,
+                exit_code=code,
+                restart=self.restarts,
+            )
+            await asyncio.sleep(min(10.0, 0.5 * 2**self.restarts))
+            try:
+                await self._spawn()
+            except Unavailable as exc:
+                log.error("restart failed", service=self.name, error=exc.message)
+                return
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._watcher is not None:
+            self._watcher.cancel()
+        process = self.process
+        if process is None or process.returncode is not None:
+            return
+        process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), timeout=30)
+        except TimeoutError:
+            process.kill()
+            await process.wait()

@@ -1,0 +1,342 @@
+"""ASI-Arch's loop over real gRPC: select → propose → evaluate (self-healing) → record.
+
+All state lives in the analyst: the loop can be stopped at any point and
+resumed from the store. Experiment ids are minted before any work (baselines:
+`<run>.base.<name>`, candidates: `<run>.c<cycle>.<slot>`) and recorded as
+PENDING with their proposal before evaluation, so a retried or resumed step
+re-uses the same id and proposal and the analyst never holds a duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import grpc
+import structlog
+
+from asiarch.orchestrator.retry import retrying
+from asiarch.v1 import analyst_pb2, common_pb2, engineer_pb2, researcher_pb2, selector_pb2
+
+log = structlog.get_logger("asiarch.discover")
+
+TERMINAL = {common_pb2.EXPERIMENT_STATUS_SUCCEEDED, common_pb2.EXPERIMENT_STATUS_FAILED}
+PRESETS = {
+    "smoke": common_pb2.BUDGET_PRESET_SMOKE,
+    "cpu": common_pb2.BUDGET_PRESET_CPU,
+    "gpu": common_pb2.BUDGET_PRESET_GPU,
+}
+MODES = {"code": common_pb2.PROPOSAL_MODE_CODE, "dsl": common_pb2.PROPOSAL_MODE_DSL}
+RECORD_TIMEOUT = 900.0  # an LLM judge and analysis on a slow server
+PROPOSE_TIMEOUT = 900.0
+EVALUATE_TIMEOUT = 6 * 3600.0
+
+
+@dataclass(frozen=True)
+class Options:
+    run_id: str
+    cycles: int | None = 3
+    time_budget_minutes: float | None = None
+    strategy: str = "asi-arch"
+    mode: str = "code"
+    budget: str = "cpu"
+    device: str = ""
+    seed: int = 0
+    parallel: int = 1
+    promote: bool = False
+
+
+@dataclass
+class Stubs:
+    selector: Any
+    researcher: Any
+    engineers: list[Any]
+    analyst: Any
+
+
+class Display(Protocol):
+    def note(self, message: str) -> None: ...
+    def started(self, key: str, label: str) -> None: ...
+    def progress(self, key: str, event: common_pb2.EvaluationProgress | Any) -> None: ...
+    def finished(self, key: str, experiment: common_pb2.Experiment) -> None: ...
+
+
+def _now() -> Any:
+    stamp = common_pb2.Experiment().created_at
+    stamp.FromDatetime(datetime.now(UTC))
+    return stamp
+
+
+def candidate_id(run_id: str, cycle: int, slot: int) -> str:
+    return f"{run_id}.c{cycle:04d}.{slot}"
+
+
+def baseline_id(run_id: str, name: str) -> str:
+    return f"{run_id}.base.{name}"
+
+
+class Discovery:
+    def __init__(
+        self,
+        options: Options,
+        stubs: Stubs,
+        display: Display,
+        on_cycle: Callable[[int], Awaitable[None]] | None = None,
+    ) -> None:
+        self.options, self.stubs, self.display, self.on_cycle = options, stubs, display, on_cycle
+        self._next_engineer = 0
+        self.started = time.monotonic()
+
+    # --- store ---
+
+    async def experiments(self) -> list[common_pb2.Experiment]:
+        """Every experiment of the run, oldest first."""
+        found: list[common_pb2.Experiment] = []
+        token = ""
+        while True:
+            request = analyst_pb2.ListExperimentsRequest(
+                run_id=self.options.run_id,
+                sort=analyst_pb2.EXPERIMENT_SORT_CREATED_ASC,
+                page_size=1000,
+                page_token=token,
+            )
+            reply = await retrying(
+                "Analyst.ListExperiments",
+                lambda request=request: self.stubs.analyst.ListExperiments(request, timeout=120),
+            )
+            found += reply.experiments
+            token = reply.next_page_token
+            if not token:
+                return found
+
+    async def record(self, experiment: common_pb2.Experiment) -> common_pb2.Experiment:
+        request = analyst_pb2.RecordRequest(experiment=experiment)
+        reply = await retrying(
+            "Analyst.Record", lambda: self.stubs.analyst.Record(request, timeout=RECORD_TIMEOUT)
+        )
+        return reply.experiment
+
+    # --- evaluation ---
+
+    def _engineer(self) -> Any:
+        # Round-robin: with --parallel N and several engineers, evaluations spread over all of them.
+        engineer = self.stubs.engineers[self._next_engineer % len(self.stubs.engineers)]
+        self._next_engineer += 1
+        return engineer
+
+    def _budget(self) -> common_pb2.Budget:
+        budget = common_pb2.Budget(
+            preset=PRESETS[self.options.budget], device=self.options.device, seed=self.options.seed
+        )
+        return budget
+
+    async def evaluate(
+        self, experiment_id: str, proposal: common_pb2.Proposal, promote_below: float | None
+    ) -> common_pb2.Evaluation:
+        budget = self._budget()
+        if promote_below is not None:
+            budget.promote_below_loss = promote_below
+        request = engineer_pb2.EvaluateRequest(experiment_id=experiment_id, proposal=proposal, budget=budget)
+        engineer = self._engineer()
+
+        async def attempt() -> common_pb2.Evaluation:
+            result = None
+            async for event in engineer.Evaluate(request, timeout=EVALUATE_TIMEOUT):
+                if event.HasField("progress"):
+                    self.display.progress(experiment_id, event.progress)
+                elif event.HasField("result"):
+                    result = event.result
+            if result is None:  # the stream ended without a verdict: as good as a lost connection
+                raise _lost(f"the engineer's stream for {experiment_id} ended without a result")
+            return result
+
+        try:
+            return await retrying(f"Engineer.Evaluate {experiment_id}", attempt, attempts=6)
+        except grpc.aio.AioRpcError as exc:
+            return common_pb2.Evaluation(
+                status=common_pb2.EVALUATION_STATUS_FAILED,
+                failure_reason=f"the engineer refused the evaluation: {exc.code().name}: {exc.details()}",
+            )
+
+    # --- baselines ---
+
+    async def seed_baselines(self, stored: dict[str, common_pb2.Experiment]) -> None:
+        reply = await retrying(
+            "Engineer.ListBaselines",
+            lambda: self.stubs.engineers[0].ListBaselines(engineer_pb2.ListBaselinesRequest(), timeout=60),
+        )
+        todo = [p for p in reply.baselines if stored.get(baseline_id(self.options.run_id, p.name)) is None
+                or stored[baseline_id(self.options.run_id, p.name)].status not in TERMINAL]  # fmt: skip
+        if todo:
+            self.display.note(f"evaluating {len(todo)} baseline(s): {', '.join(p.name for p in todo)}")
+        await self._bounded([self._baseline(p) for p in todo])
+
+    async def _baseline(self, proposal: common_pb2.Proposal) -> None:
+        experiment_id = baseline_id(self.options.run_id, proposal.name)
+        self.display.started(experiment_id, f"baseline {proposal.name}")
+        evaluation = await self.evaluate(experiment_id, proposal, None)
+        stored = await self.record(
+            common_pb2.Experiment(
+                id=experiment_id,
+                run_id=self.options.run_id,
+                name=proposal.name,
+                cycle=0,
+                is_baseline=True,
+                proposal=proposal,
+                evaluation=evaluation,
+                created_at=_now(),
+            )
+        )
+        self.display.finished(experiment_id, stored)
+
+    async def _bounded(self, jobs: Sequence[Awaitable[None]]) -> None:
+        gate = asyncio.Semaphore(self.options.parallel)
+
+        async def run(job: Awaitable[None]) -> None:
+            async with gate:
+                await job
+
+        await asyncio.gather(*(run(j) for j in jobs))
+
+    # --- cycles ---
+
+    def first_cycle(self, stored: Sequence[common_pb2.Experiment]) -> int:
+        """1 for a new run; on resume, the first cycle with unfinished or missing work."""
+        cycles = [e.cycle for e in stored if not e.is_baseline]
+        if not cycles:
+            return 1
+        last = max(cycles)
+        unfinished = any(e.cycle == last and e.status not in TERMINAL for e in stored)
+        complete = sum(1 for e in stored if e.cycle == last and not e.is_baseline) >= self.options.parallel
+        return last if unfinished or not complete else last + 1
+
+    def out_of_time(self) -> bool:
+        budget = self.options.time_budget_minutes
+        return budget is not None and time.monotonic() - self.started >= budget * 60
+
+    async def run(self) -> int:
+        """Seed (or resume) the run and run cycles until the plan or the time budget is used; cycles run."""
+        stored = {e.id: e for e in await self.experiments()}
+        await self.seed_baselines(stored)
+        cycle = self.first_cycle(list(stored.values()))
+        done = 0
+        while (self.options.cycles is None or cycle <= self.options.cycles) and not self.out_of_time():
+            await self.run_cycle(cycle)
+            done += 1
+            if self.on_cycle is not None:
+                await self.on_cycle(cycle)
+            cycle += 1
+        return done
+
+    async def run_cycle(self, cycle: int) -> None:
+        population = await self.experiments()
+        by_id = {e.id: e for e in population}
+        succeeded = [e for e in population if e.status == common_pb2.EXPERIMENT_STATUS_SUCCEEDED]
+        selectable = [e for e in succeeded if not e.proposal.reference_only]
+        if not selectable:
+            raise RuntimeError(
+                "no successfully evaluated, selectable experiment to build on (see the engineer log)"
+            )
+        slots = min(self.options.parallel, len(selectable))
+        request = selector_pb2.SelectParentsRequest(
+            strategy=self.options.strategy,
+            k=slots,
+            seed=self.options.seed * 1_000_003 + cycle,
+            candidates=[
+                selector_pb2.Candidate(
+                    id=e.id,
+                    name=e.name,
+                    parent_id=e.parent_ids[0] if e.parent_ids and e.parent_ids[0] in by_id else "",
+                    fitness=e.fitness.total,
+                    metrics=e.evaluation.metrics,
+                    reference_only=e.proposal.reference_only,
+                )
+                for e in succeeded
+            ],
+        )
+        selection = await retrying(
+            "Selector.SelectParents", lambda: self.stubs.selector.SelectParents(request, timeout=60)
+        )
+        # With --promote, a candidate whose first rung beats the run's best loss is trained again, longer.
+        losses = [
+            e.evaluation.metrics.val_loss for e in selectable if e.evaluation.metrics.HasField("val_loss")
+        ]
+        promote_below = min(losses, default=None) if self.options.promote else None
+        self.display.note(
+            f"cycle {cycle}: parents "
+            + ", ".join(by_id[s.parent_id].name for s in selection.selections if s.parent_id in by_id)
+        )
+        jobs = [
+            self._slot(cycle, slot, choice, by_id, promote_below)
+            for slot, choice in enumerate(selection.selections[:slots])
+        ]
+        await self._bounded(jobs)
+
+    async def _slot(
+        self,
+        cycle: int,
+        slot: int,
+        choice: selector_pb2.ParentSelection,
+        by_id: dict[str, common_pb2.Experiment],
+        promote_below: float | None,
+    ) -> None:
+        experiment_id = candidate_id(self.options.run_id, cycle, slot)
+        existing = by_id.get(experiment_id)
+        if existing is not None and existing.status in TERMINAL:
+            return
+        if existing is not None:  # resumed: the proposal was made and recorded before the stop
+            pending = existing
+        else:
+            parent = by_id[choice.parent_id]
+            references = [by_id[r] for r in choice.reference_ids if r in by_id]
+            request = researcher_pb2.ProposeRequest(
+                parent=parent,
+                references=references,
+                mode=MODES[self.options.mode],
+                seed=self.options.seed * 1_000_003 + cycle * 101 + slot,
+                run_id=self.options.run_id,
+                experiment_id=experiment_id,
+            )
+            try:
+                reply = await retrying(
+                    "Researcher.Propose",
+                    lambda: self.stubs.researcher.Propose(request, timeout=PROPOSE_TIMEOUT),
+                )
+            except grpc.aio.AioRpcError as exc:
+                self.display.note(
+                    f"{experiment_id}: the researcher failed ({exc.code().name}: {exc.details()})"
+                )
+                return
+            if reply.fallback_reason:
+                log.info("proposal fallback", experiment_id=experiment_id, reason=reply.fallback_reason)
+            pending = await self.record(
+                common_pb2.Experiment(
+                    id=experiment_id,
+                    run_id=self.options.run_id,
+                    name=reply.proposal.name,
+                    parent_ids=[parent.id],
+                    cycle=cycle,
+                    status=common_pb2.EXPERIMENT_STATUS_PENDING,
+                    proposal=reply.proposal,
+                    created_at=_now(),
+                )
+            )
+        self.display.started(experiment_id, f"c{cycle}.{slot} {pending.name}")
+        evaluation = await self.evaluate(experiment_id, pending.proposal, promote_below)
+        final = common_pb2.Experiment()
+        final.CopyFrom(pending)
+        final.status = common_pb2.EXPERIMENT_STATUS_UNSPECIFIED  # the analyst derives it from the evaluation
+        final.evaluation.CopyFrom(evaluation)
+        self.display.finished(experiment_id, await self.record(final))
+
+
+class _LostStream(grpc.aio.AioRpcError):
+    pass
+
+
+def _lost(message: str) -> grpc.aio.AioRpcError:
+    return _LostStream(grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(), details=message)
