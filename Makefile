@@ -7,9 +7,19 @@ BIN := $(VENV)/bin
 EXTRAS ?= selector,researcher,engineer,analyst,orchestrator,bench,dev
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv proto lint format test bench-kernels clean
+.PHONY: help venv run proto lint format test bench-kernels clean
+
+# The main job, sized for a 2-core laptop CPU (~15 min): baselines, then RUN_CYCLES cycles of
+# select -> propose -> evaluate -> record with the four services started locally. No LLM by default:
+# the local 135M model cannot write working layers or valid analyses, so the researcher's DSL
+# mutations and the analyst's deterministic reports do the work (use LLM=tgi|openai with a server).
+RUN_CYCLES ?= 8
+RUN_BUDGET ?= cpu
+LLM ?= none
+RUN_DIR ?= runs/make-run-$(shell date +%Y%m%d-%H%M%S)
 
 help:
+	@echo "make run     create .venv if needed, run a short discovery on this CPU, print the leaderboard"
 	@echo "make test    create .venv if needed, lint, run the whole test suite"
 	@echo "make proto   regenerate the Python stubs from protos/"
 	@echo "make bench-kernels  time the kernels on this CPU, update docs/benchmarks.md"
@@ -28,6 +38,9 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 venv: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/asiarch discover --budget $(RUN_BUDGET) --cycles $(RUN_CYCLES) --llm $(LLM) --run-dir $(RUN_DIR)
 
 proto: $(STAMP)
 	$(BIN)/python protos/generate.py

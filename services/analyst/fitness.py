@@ -18,6 +18,7 @@ import pydantic
 
 from asiarch.v1 import common_pb2
 
+BASELINE_JUDGE = "neutral:baseline"
 DETERMINISTIC_JUDGE = (
     "deterministic:performance=score-parts,innovation=novelty,complexity=parameter-efficiency"
 )

@@ -185,6 +185,17 @@ class Recorder:
             fitness.layer_parameters(experiment.evaluation.metrics),
             base_params,
         )
+        if experiment.is_baseline:
+            # Baselines are the yardstick, not designs under review: a neutral judge (5.5 on each axis,
+            # judge_score 0.5) so their totals reflect measurements alone and a candidate that measures
+            # better than them ranks above them.
+            fallback_judge = common_pb2.JudgeScores(
+                performance=5.5,
+                innovation=5.5,
+                complexity=5.5,
+                rationale="Baselines are references: neutral judge scores.",
+                judged_by=fitness.BASELINE_JUDGE,
+            )
         judge, analysis = await self._write(experiment, table, baseline, novelty, fallback_judge)
         experiment.fitness.CopyFrom(fitness.compose(parts, judge, novelty, baseline))
         analysis.comparisons.extend(table)

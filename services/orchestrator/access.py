@@ -12,7 +12,8 @@ otherwise (it is recorded in `run.json`).
      "cycles_done": int, "cycles_planned": int | null, "time_budget_minutes": float | null,
      "options": {"strategy", "mode", "llm", "budget", "seed", "parallel"},
      "services": {"selector": addr, "researcher": addr, "engineer": [addr, ...], "analyst": addr},
-     "local_services": [names started by this run], "message": str}
+     "local_services": [names started by this run], "local_pids": {name: pid at start},
+     "message": str}
 """
 
 from __future__ import annotations

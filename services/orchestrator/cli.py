@@ -102,7 +102,8 @@ async def _discover(args: argparse.Namespace) -> int:
     if args.llm:
         base_env["ASIARCH_LLM_BACKEND"] = args.llm
     local: list[str] = []
-    save(local_services=local)
+    pids: dict[str, int] = {}
+    save(local_services=local, local_pids=pids)
 
     async with AsyncExitStack() as stack:
 
@@ -111,6 +112,7 @@ async def _discover(args: argparse.Namespace) -> int:
             stack.push_async_callback(service.stop)
             await service.start()
             local.append(name)
+            pids[name] = service.process.pid if service.process else 0
             display.note(f"started a local {name} on {service.address} (log: {run_dir / 'logs' / name}.log)")
             return service.address
 
@@ -136,6 +138,7 @@ async def _discover(args: argparse.Namespace) -> int:
                     )
                 ]
             save(
+                local_pids=pids,
                 services={
                     "analyst": analyst,
                     "selector": selector,

@@ -89,6 +89,7 @@ class Discovery:
     ) -> None:
         self.options, self.stubs, self.display, self.on_cycle = options, stubs, display, on_cycle
         self._next_engineer = 0
+        self._reasons: set[str] = set()
         self.started = time.monotonic()
 
     # --- store ---
@@ -311,8 +312,9 @@ class Discovery:
                     f"{experiment_id}: the researcher failed ({exc.code().name}: {exc.details()})"
                 )
                 return
-            if reply.fallback_reason:
-                log.info("proposal fallback", experiment_id=experiment_id, reason=reply.fallback_reason)
+            if reply.fallback_reason and reply.fallback_reason not in self._reasons:
+                self._reasons.add(reply.fallback_reason)  # said once per run, not once per proposal
+                self.display.note(f"researcher: {reply.fallback_reason}")
             pending = await self.record(
                 common_pb2.Experiment(
                     id=experiment_id,

@@ -66,7 +66,7 @@ def test_the_llm_judges_and_writes_the_analysis(
             motivation="A forget gate for better recall.",
         ),
     )
-    assert base.fitness.judge.judged_by.startswith("deterministic:")  # baselines are not sent to the LLM
+    assert base.fitness.judge.judged_by == "neutral:baseline"  # baselines are not sent to the LLM
     judge = child.fitness.judge
     assert (judge.performance, judge.innovation, judge.complexity) == (8, 6, 7)
     assert judge.judged_by == "llm:tgi:default" and judge.rationale == JUDGE["rationale"]

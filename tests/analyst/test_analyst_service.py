@@ -89,8 +89,10 @@ def test_record_fills_in_fitness_against_the_runs_baseline(family: dict[str, com
     assert f.total == pytest.approx(f.loss_score + f.benchmark_score + f.judge_score)
     assert f.judge.judged_by.startswith("deterministic:") and 1 <= f.judge.performance <= 10
     assert 0 < f.novelty <= 1
-    # The named baseline scores against itself: the neutral middle.
+    # The named baseline scores against itself: the neutral middle, and its judge is neutral too.
     assert family["deltanet"].fitness.loss_score == pytest.approx(0.5)
+    assert family["deltanet"].fitness.judge_score == pytest.approx(0.5)
+    assert family["deltanet"].fitness.judge.judged_by == "neutral:baseline"
     assert family["c2"].fitness.loss_score < 0.5 < c1.fitness.loss_score
 
 
