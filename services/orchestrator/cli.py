@@ -144,7 +144,7 @@ async def _discover(args: argparse.Namespace) -> int:
                     "selector": selector,
                     "researcher": researcher,
                     "engineer": engineers,
-                }
+                },
             )
             channels = {
                 name: await stack.enter_async_context(open_channel(address, auth_token=token))
@@ -171,7 +171,7 @@ async def _discover(args: argparse.Namespace) -> int:
                 discovery = Discovery(options, stubs, display, on_cycle=cycle_done)
                 ran = await discovery.run()
             display.note(f"run {run_id}: {ran} cycle(s) this time; results in {run_dir}")
-            await _summarise(channels["analyst"], run_dir, display)
+            await _summarise(analyst, run_dir, display)
             save(state="finished")
             return 0
         except asyncio.CancelledError:
@@ -186,11 +186,11 @@ async def _given(address: str) -> str:
     return address
 
 
-async def _summarise(channel: Any, run_dir: Path, display: Any) -> None:
+async def _summarise(analyst: str, run_dir: Path, display: Any) -> None:
     """The leaderboard and the report, printed and written while the run's analyst is still up."""
     from asiarch.orchestrator import summary
 
-    await summary.print_and_report(channel, run_dir, display.console)
+    await summary.print_and_report(analyst, run_dir, display.console)
 
 
 def register(commands: argparse._SubParsersAction) -> None:

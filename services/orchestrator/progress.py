@@ -17,7 +17,9 @@ def _stage(stage: int) -> str:
 
 class RichDisplay:
     def __init__(self, console: Console | None = None) -> None:
-        self.console = console or Console(stderr=False)
+        self.console = console or Console()
+        if not self.console.is_terminal:  # logs and CI: wide enough for the leaderboard's columns
+            self.console = Console(width=160)
         self.bars = Progress(
             TextColumn("{task.description:<40}"),
             TextColumn("{task.fields[stage]:<18}"),

@@ -1,35 +1,25 @@
-"""The end of a `discover` run: the leaderboard on the console and the HTML report on disk."""
+"""The end of a `discover` run: the leaderboard on the console and the HTML report on disk, read from
+the run's analyst while it is still up."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
-from asiarch.v1 import analyst_pb2, analyst_pb2_grpc, common_pb2
+TOP = 15
 
 
-async def print_and_report(channel: Any, run_dir: Path, console: Console) -> None:
-    from asiarch.orchestrator.access import read_run
+async def print_and_report(analyst_address: str, run_dir: Path, console: Console) -> Path:
+    from asiarch.orchestrator.results import report
+    from asiarch.orchestrator.results import summary as rows
+    from asiarch.orchestrator.results.fetch import load_run
+    from asiarch.orchestrator.results.tables import leaderboard_table
 
-    run_id = read_run(run_dir).run_id
-    stub = analyst_pb2_grpc.AnalystStub(channel)
-    reply = await stub.ListExperiments(
-        analyst_pb2.ListExperimentsRequest(
-            run_id=run_id, statuses=[common_pb2.EXPERIMENT_STATUS_SUCCEEDED], page_size=10
-        ),
-        timeout=60,
-    )
-    table = Table(title=f"leaderboard of {run_id}")
-    for column in ("rank", "name", "fitness", "val_loss", "parent"):
-        table.add_column(column)
-    names = {e.id: e.name for e in reply.experiments}
-    for rank, e in enumerate(reply.experiments, 1):
-        parent = e.parent_ids[0] if e.parent_ids else ""
-        table.add_row(
-            str(rank), e.name, f"{e.fitness.total:.3f}", f"{e.evaluation.metrics.val_loss:.4f}",
-            names.get(parent, parent),
-        )  # fmt: skip
-    console.print(table)
+    data = await load_run(run_dir, analyst_address)
+    ranked = rows.ranked(data.experiments, include_all=False)
+    table = [rows.leaderboard_row(i, e, data.names) for i, e in enumerate(ranked, 1)][:TOP]
+    console.print(leaderboard_table(table, f"Leaderboard of run {data.info.run_id}"))
+    path = report.write(data, run_dir / "report.html")
+    console.print(f"report: {path.resolve()}")
+    return path

@@ -26,7 +26,10 @@ def sigmoid6(x: float) -> float:
 @pytest.fixture(scope="module")
 def analyst(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningService]:
     workdir = tmp_path_factory.mktemp("analyst")
-    service = start_service("analyst", workdir, env={"ASIARCH_RUN_DIR": str(workdir / "run")}, timeout=120)
+    # The cognition base has its own module (test_analyst_cognition); skipping its ingestion here saves
+    # the embedding of ~230 facets at start.
+    env = {"ASIARCH_RUN_DIR": str(workdir / "run"), "ASIARCH_ANALYST_INGEST_BUILTIN": "false"}
+    service = start_service("analyst", workdir, env=env, timeout=120)
     yield service
     assert service.stop() == 0
 

@@ -101,7 +101,8 @@ def test_the_run_is_described_on_disk_and_on_screen(first_run: FirstRun) -> None
     assert set(metadata["local_services"]) == {"analyst", "selector", "researcher", "engineer"}
     for name in ("analyst", "selector", "researcher", "engineer"):
         assert (first_run.run_dir / "logs" / f"{name}.log").stat().st_size > 0
-    assert "leaderboard" in first_run.output
+    assert "Leaderboard of run e2e" in first_run.output
+    assert f"report: {(first_run.run_dir / 'report.html').resolve()}" in first_run.output
     assert "cycle 2: parents" in first_run.output
     assert (first_run.run_dir / "report.html").exists()
 
