@@ -73,11 +73,17 @@ async def local_service(
             await wait_serving(address)
             yield address
         finally:
-            if process.returncode is None:
-                process.terminate()
-                try:
-                    await asyncio.wait_for(process.wait(), timeout=30)
-                except TimeoutError:
-                    process.kill()
-                    await process.wait()
+            await stop_process(process)
             log.close()
+
+
+async def stop_process(process: asyncio.subprocess.Process, grace: float = 30) -> None:
+    """SIGTERM (the service drains and exits), then SIGKILL if it is still there after `grace` seconds."""
+    if process.returncode is not None:
+        return
+    process.terminate()
+    try:
+        await asyncio.wait_for(process.wait(), timeout=grace)
+    except TimeoutError:
+        process.kill()
+        await process.wait()

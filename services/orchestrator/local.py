@@ -15,7 +15,7 @@ from pathlib import Path
 import structlog
 
 from asiarch.common.errors import Unavailable
-from asiarch.common.local import START_TIMEOUT, wait_serving
+from asiarch.common.local import START_TIMEOUT, stop_process, wait_serving
 
 log = structlog.get_logger("asiarch.discover")
 MAX_RESTARTS = 5
@@ -95,12 +95,5 @@ class SupervisedService:
         self._stopping = True
         if self._watcher is not None:
             self._watcher.cancel()
-        process = self.process
-        if process is None or process.returncode is not None:
-            return
-        process.terminate()
-        try:
-            await asyncio.wait_for(process.wait(), timeout=30)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
+        if self.process is not None:
+            await stop_process(self.process)

@@ -144,6 +144,20 @@ def test_the_researcher_draws_on_the_real_analyst(
     assert reply.max_similarity == 0.0 and reply.rewrites == 0
 
 
+def test_cli_search(analyst: RunningService) -> None:
+    # Against the running analyst; starting a local one is the same `local_service` the other CLIs use.
+    query = "recall accuracy collapses on long sequences"
+    result = subprocess.run(
+        [str(BIN / "asiarch"), "cognition", "search", query, "--k", "3", "--analyst", analyst.address],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    first = result.stdout.splitlines()[0]
+    assert first.startswith("1. ") and "[fixed-state-capacity]" in first
+
+
 def test_a_restarted_analyst_keeps_everything(
     analyst: RunningService, stub: analyst_pb2_grpc.AnalystStub, run_dir: Path
 ) -> None:
@@ -160,22 +174,3 @@ def test_a_restarted_analyst_keeps_everything(
         assert ready["ingested"] == 0 and ready["unchanged"] == len(SHIPPED)
     finally:
         assert restarted.stop() == 0
-
-
-def test_cli_search_starts_a_local_analyst() -> None:
-    result = subprocess.run(
-        [
-            str(BIN / "asiarch"),
-            "cognition",
-            "search",
-            "recall accuracy collapses on long sequences",
-            "--k",
-            "3",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    first = result.stdout.splitlines()[0]
-    assert first.startswith("1. ") and "[fixed-state-capacity]" in first

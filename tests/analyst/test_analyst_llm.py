@@ -114,7 +114,7 @@ def test_analysis_with_the_local_model(tmp_path: Any) -> None:
         "ASIARCH_ANALYST_LLM_ATTEMPTS": "1",
         # Each generation is bounded (the local backend's max_time) well inside the analyst's limit,
         # so no generation thread outlives the call and shutdown is prompt.
-        "ASIARCH_LLM_TIMEOUT_SECONDS": "20",
+        "ASIARCH_LLM_TIMEOUT_SECONDS": "10",
         "ASIARCH_ANALYST_LLM_TIMEOUT_SECONDS": "150",
     }
     service = start_service("analyst", tmp_path, env=env, timeout=120)
