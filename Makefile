@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed
 # select -> propose -> evaluate -> record with the four services started locally. No LLM by default:
 # the local 135M model cannot write working layers or valid analyses, so the researcher's DSL
 # mutations and the analyst's deterministic reports do the work (use LLM=tgi|openai with a server).
-RUN_CYCLES ?= 8
+RUN_CYCLES ?= 5
 RUN_BUDGET ?= cpu
 LLM ?= none
 RUN_DIR ?= runs/make-run-$(shell date +%Y%m%d-%H%M%S)

@@ -49,7 +49,17 @@ def leaderboard_table(rows: list[dict[str, Any]], title: str) -> Table:
         ("status", "left"),
         ("", "left"),
     ):
-        table.add_column(header, justify=justify, no_wrap=header in ("name", "parent"))  # type: ignore[arg-type]
+        # Numbers never shrink (an ellipsis in a number hides it); long evolved names and parents
+        # are the columns that give way, with an ellipsis, on a narrow console.
+        wide = header in ("name", "parent")
+        table.add_column(
+            header,
+            justify=justify,  # type: ignore[arg-type]
+            no_wrap=True,
+            overflow="ellipsis" if wide else "fold",
+            max_width=40 if wide else None,
+            min_width=12 if wide else max(len(header), 5),
+        )
     for row in rows:
         tags = [t for t, on in (("baseline", row["is_baseline"]), ("reference", row["reference_only"])) if on]
         name = Text(row["name"], style="bold" if row["rank"] == 1 else "")
