@@ -23,7 +23,7 @@ from asiarch.analyst.recorder import Recorder
 from asiarch.analyst.repository import ExperimentRepository
 from asiarch.analyst.store import open_database
 from asiarch.analyst.vectors import ANALYSES, COGNITION, MOTIVATIONS, Embedder, Hit, VectorIndex
-from asiarch.common.errors import NotFound, Unavailable
+from asiarch.common.errors import InvalidArgument, NotFound, Unavailable
 from asiarch.common.llm import LLMSettings, create_llm
 from asiarch.common.server import ServiceDefinition
 from asiarch.v1 import analyst_pb2, analyst_pb2_grpc, common_pb2
@@ -86,7 +86,7 @@ class AnalystServicer(analyst_pb2_grpc.AnalystServicer):
         self, request: analyst_pb2.RecordRequest, context: grpc.aio.ServicerContext
     ) -> analyst_pb2.RecordResponse:
         if not request.HasField("experiment"):
-            raise validation.InvalidArgument("experiment is required")
+            raise InvalidArgument("experiment is required")
         validation.check_experiment(request.experiment, self.settings.analyst_max_experiment_kb * 1024)
         experiment, created = await self.recorder.record(request.experiment)
         return analyst_pb2.RecordResponse(experiment=experiment, created=created)
@@ -110,9 +110,9 @@ class AnalystServicer(analyst_pb2_grpc.AnalystServicer):
             validation.check_id(request.run_id, "run_id")
         for i, status in enumerate(request.statuses):
             if status not in common_pb2.ExperimentStatus.values() or status == 0:
-                raise validation.InvalidArgument(f"statuses[{i}] {status} is not an ExperimentStatus")
+                raise InvalidArgument(f"statuses[{i}] {status} is not an ExperimentStatus")
         if request.sort not in analyst_pb2.ExperimentSort.values():
-            raise validation.InvalidArgument(f"sort {request.sort} is not an ExperimentSort")
+            raise InvalidArgument(f"sort {request.sort} is not an ExperimentSort")
         experiments, token, total = await self.repository.page(
             request.run_id,
             list(request.statuses),
@@ -206,12 +206,12 @@ class AnalystServicer(analyst_pb2_grpc.AnalystServicer):
         self, request: analyst_pb2.IngestCognitionRequest, context: grpc.aio.ServicerContext
     ) -> analyst_pb2.IngestCognitionResponse:
         if not request.entries and not request.include_builtin:
-            raise validation.InvalidArgument("nothing to ingest: give entries or set include_builtin")
+            raise InvalidArgument("nothing to ingest: give entries or set include_builtin")
         seen: set[str] = set()
         for i, entry in enumerate(request.entries):
             validate_entry(entry, f"entries[{i}]")
             if entry.id in seen:
-                raise validation.InvalidArgument(f"entries[{i}].id {entry.id!r} appears twice")
+                raise InvalidArgument(f"entries[{i}].id {entry.id!r} appears twice")
             seen.add(entry.id)
         entries = (builtin_entries() if request.include_builtin else []) + list(request.entries)
         ingested, unchanged, total = await self.cognition.ingest(entries)

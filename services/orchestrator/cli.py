@@ -18,6 +18,16 @@ def _addresses(flag: list[str] | None, variable: str) -> list[str]:
     return [a.strip() for item in given for a in item.split(",") if a.strip()]
 
 
+def _positive(kind: type) -> object:
+    def parse(text: str) -> object:
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+
+    return parse
+
+
 def _run_dir(args: argparse.Namespace) -> Path:
     from asiarch.orchestrator.access import latest_run
 
@@ -33,6 +43,8 @@ def _run_dir(args: argparse.Namespace) -> Path:
 
 async def _discover(args: argparse.Namespace) -> int:
     from contextlib import AsyncExitStack
+
+    import grpc
 
     from asiarch.common.client import open_channel
     from asiarch.orchestrator.access import read_run, write_run
@@ -177,6 +189,16 @@ async def _discover(args: argparse.Namespace) -> int:
         except asyncio.CancelledError:
             save(state="stopped", message="interrupted; continue with --resume")
             raise
+        except (
+            grpc.aio.AioRpcError,
+            ValueError,
+        ) as exc:  # a verdict (e.g. an unknown strategy): say it plainly
+            message = (
+                f"{exc.code().name}: {exc.details()}" if isinstance(exc, grpc.aio.AioRpcError) else str(exc)
+            )
+            save(state="failed", message=message[:1000])
+            print(f"asiarch discover: {message}", file=sys.stderr)
+            return 1
         except Exception as exc:
             save(state="failed", message=f"{type(exc).__name__}: {exc}"[:1000])
             raise
@@ -204,8 +226,10 @@ def register(commands: argparse._SubParsersAction) -> None:
             "and stopped at the end."
         ),
     )
-    cmd.add_argument("--cycles", type=int, default=3, help="cycles of the run in total (default 3)")
-    cmd.add_argument("--time-budget", type=float, help="minutes; no new cycle starts after it")
+    cmd.add_argument(
+        "--cycles", type=_positive(int), default=3, help="cycles of the run in total (default 3)"
+    )
+    cmd.add_argument("--time-budget", type=_positive(float), help="minutes; no new cycle starts after it")
     cmd.add_argument(
         "--strategy", default="asi-arch", help="parent selection: asi-arch, uct, hgm, lexicase, pareto"
     )
@@ -221,7 +245,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     cmd.add_argument("--device", help="torch device for evaluations (default: the engineer's)")
     cmd.add_argument("--seed", type=int, default=0)
-    cmd.add_argument("--parallel", type=int, default=1, help="evaluations at once (spread over --engineer)")
+    cmd.add_argument(
+        "--parallel", type=_positive(int), default=1, help="evaluations at once (spread over --engineer)"
+    )
     cmd.add_argument("--promote", action="store_true", help="train again, longer, what beats the best loss")
     cmd.add_argument("--run-dir", type=Path, help="where the run lives (default runs/<run-id>)")
     cmd.add_argument("--run-id", help="run id (default: the run directory's name)")

@@ -130,10 +130,9 @@ class Discovery:
         return engineer
 
     def _budget(self) -> common_pb2.Budget:
-        budget = common_pb2.Budget(
+        return common_pb2.Budget(
             preset=PRESETS[self.options.budget], device=self.options.device, seed=self.options.seed
         )
-        return budget
 
     async def evaluate(
         self, experiment_id: str, proposal: common_pb2.Proposal, promote_below: float | None
@@ -170,8 +169,8 @@ class Discovery:
             "Engineer.ListBaselines",
             lambda: self.stubs.engineers[0].ListBaselines(engineer_pb2.ListBaselinesRequest(), timeout=60),
         )
-        todo = [p for p in reply.baselines if stored.get(baseline_id(self.options.run_id, p.name)) is None
-                or stored[baseline_id(self.options.run_id, p.name)].status not in TERMINAL]  # fmt: skip
+        done = {i for i, e in stored.items() if e.status in TERMINAL}
+        todo = [p for p in reply.baselines if baseline_id(self.options.run_id, p.name) not in done]
         if todo:
             self.display.note(f"evaluating {len(todo)} baseline(s): {', '.join(p.name for p in todo)}")
         await self._bounded([self._baseline(p) for p in todo])
@@ -221,6 +220,16 @@ class Discovery:
 
     async def run(self) -> int:
         """Seed (or resume) the run and run cycles until the plan or the time budget is used; cycles run."""
+        # An unknown strategy should fail now, not after the baselines have been trained.
+        strategies = await retrying(
+            "Selector.ListStrategies",
+            lambda: self.stubs.selector.ListStrategies(selector_pb2.ListStrategiesRequest(), timeout=60),
+        )
+        names = sorted(info.name for info in strategies.strategies)
+        if self.options.strategy not in names:
+            raise ValueError(
+                f"unknown strategy {self.options.strategy!r}; the selector offers {', '.join(names)}"
+            )
         stored = {e.id: e for e in await self.experiments()}
         await self.seed_baselines(stored)
         cycle = self.first_cycle(list(stored.values()))
