@@ -292,4 +292,5 @@ SERVICE = ServiceDefinition(
     lifespan=lifespan,  # type: ignore[arg-type]
     settings_type=AnalystSettings,
     summary="experiment store, fitness, analyses and the cognition base",
+    extra_settings=(LLMSettings,),
 )

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 
+from asiarch.common import health_check
 from asiarch.common.config import load_settings
 from asiarch.common.errors import ConfigError
 from asiarch.common.logs import configure_logging
@@ -51,6 +52,8 @@ def _run_serve(args: argparse.Namespace) -> int:
     definition = load_service(args.service)
     overrides = {key: value for key, value in (("host", args.host), ("port", args.port)) if value is not None}
     settings = load_settings(definition.settings_type, **overrides)
+    for extra in definition.extra_settings:
+        load_settings(extra)
     configure_logging(settings.log_level, settings.log_format, service=definition.name)
     asyncio.run(serve(definition, settings, port_file=args.port_file))
     return 0
@@ -94,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     services_cmd = commands.add_parser("services", help="list the installed services")
     services_cmd.set_defaults(run=_run_services)
+    health_check.register(commands)
 
     for entry in entry_points(group=COMMANDS_GROUP):
         register: Callable[[argparse._SubParsersAction], None] = entry.load()

@@ -8,6 +8,7 @@ the work that follows the downstream call).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -95,9 +96,20 @@ class _StreamStream(_Propagating, grpc.aio.StreamStreamClientInterceptor):
         return await continuation(self._details(client_call_details), request_iterator)
 
 
-def channel_options(max_message_mb: float = 16) -> list[tuple[str, int]]:
+# gRPC's default policy (pick_first) sends every call down one connection, so a
+# target that resolves to several servers (`dns:///engineer-pool:50053` on a
+# headless Kubernetes Service, `ipv4:a:p,b:p`) would load only the first one.
+# round_robin spreads calls over all of them and is the same for one address.
+ROUND_ROBIN = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
+
+
+def channel_options(max_message_mb: float = 16) -> list[tuple[str, int | str]]:
     size = int(max_message_mb * MIB)
-    return [("grpc.max_receive_message_length", size), ("grpc.max_send_message_length", size)]
+    return [
+        ("grpc.max_receive_message_length", size),
+        ("grpc.max_send_message_length", size),
+        ("grpc.service_config", ROUND_ROBIN),
+    ]
 
 
 def open_channel(
@@ -107,7 +119,11 @@ def open_channel(
     max_message_mb: float = 16,
     deadline_margin: float = DEFAULT_DEADLINE_MARGIN,
 ) -> grpc.aio.Channel:
-    """An insecure aio channel to address ("host:port") that propagates context."""
+    """An insecure aio channel that propagates context.
+
+    `address` is "host:port" or any gRPC target; calls are spread round-robin
+    over every server the target resolves to.
+    """
     interceptors = [
         cls(auth_token, deadline_margin) for cls in (_UnaryUnary, _UnaryStream, _StreamUnary, _StreamStream)
     ]

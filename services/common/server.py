@@ -20,6 +20,7 @@ import grpc
 import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from pydantic_settings import BaseSettings
 
 from asiarch.common.config import ServerSettings
 from asiarch.common.errors import ConfigError
@@ -47,6 +48,9 @@ class ServiceDefinition:
     lifespan: Lifespan
     settings_type: type[ServerSettings] = ServerSettings
     summary: str = ""
+    # Further settings the service reads (e.g. LLMSettings): validated before it
+    # starts, and part of the variables a deployment may set for it.
+    extra_settings: tuple[type[BaseSettings], ...] = ()
 
 
 def build_server(settings: ServerSettings) -> grpc.aio.Server:
@@ -107,7 +111,7 @@ async def serve(
             address=f"{settings.host}:{bound}",
             port=bound,
             grpc_services=list(service_names),
-            auth=settings.auth_token is not None,
+            auth=bool(settings.auth_token),
         )
         if port_file is not None:
             _write_port_file(port_file, bound)

@@ -20,7 +20,9 @@ class EngineerSettings(ServerSettings):
     )
     engineer_default_budget: Literal["smoke", "cpu", "gpu"] = Field(default="cpu")
     engineer_default_device: str = Field(
-        default="cpu", description="cpu, cuda or cuda:N when a request says none."
+        default="cpu",
+        pattern=r"^(cpu|cuda(:\d+)?)$",
+        description="cpu, cuda or cuda:N when a request says none.",
     )
     engineer_max_repairs: int = Field(
         default=3, ge=0, le=10, description="Self-healing rounds per evaluation."
@@ -30,6 +32,13 @@ class EngineerSettings(ServerSettings):
         default=None, description="Folder of text to train on; unset = the Python standard library."
     )
     engineer_max_source_kb: int = Field(default=64, ge=1, le=1024, description="Candidate size cap.")
-    engineer_sandbox_memory_gb: float = Field(default=6, gt=0, description="Address-space limit per sandbox.")
+    engineer_sandbox_memory_gb: float = Field(
+        default=6,
+        ge=0,
+        description=(
+            "Address-space limit per sandbox; 0 = none. Use 0 on CUDA, whose driver reserves far more "
+            "virtual memory than it uses; the container's memory limit still applies."
+        ),
+    )
     engineer_sandbox_threads: int = Field(default=2, ge=1, le=256, description="torch threads per sandbox.")
     engineer_check_timeout_seconds: float = Field(default=180, gt=0, description="Wall clock for Validate.")

@@ -43,6 +43,8 @@ def _set_limits(limits: dict[str, int]) -> None:
     }
     for name, which in pairs.items():
         value = int(limits[name])
+        if name == "memory_bytes" and value <= 0:
+            continue  # no address-space limit (CUDA); the container's memory limit applies
         resource.setrlimit(which, (value, value))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
@@ -117,7 +119,11 @@ def main() -> None:
     enforcement["filesystem"] = _read_only_filesystem(os.getcwd())
     enforcement["user"] = _drop_privileges()
     _set_limits(limits)
-    enforcement["rlimits"] = "cpu, address space, file size, open files, processes"
+    enforcement["rlimits"] = (
+        "cpu, address space, file size, open files, processes"
+        if int(limits["memory_bytes"]) > 0
+        else "cpu, file size, open files, processes (no address-space limit)"
+    )
 
     def emit(event: dict[str, object]) -> None:
         protocol.write(json.dumps(event) + "\n")

@@ -29,6 +29,8 @@ from typing import Any
 import grpc
 
 from asiarch.common.client import open_channel
+from asiarch.common.config import load_settings
+from asiarch.orchestrator.config import OrchestratorSettings
 
 DEFAULT_RUNS = Path("runs")
 RUN_FILE = "run.json"
@@ -83,8 +85,9 @@ async def analyst_channel(run_dir: Path, address: str | None = None) -> AsyncIte
     Qdrant's local mode admits one process per directory: while `discover` runs locally, point the
     results commands at its analyst (the address is in run.json) instead of starting a second one.
     """
-    address = address or os.environ.get("ASIARCH_ANALYST_ADDRESS") or live_analyst(run_dir)
-    token = os.environ.get("ASIARCH_AUTH_TOKEN") or None
+    settings = load_settings(OrchestratorSettings)
+    address = address or settings.analyst_address or live_analyst(run_dir)
+    token = settings.token
     if address:
         async with open_channel(address, auth_token=token) as channel:
             yield channel

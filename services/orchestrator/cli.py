@@ -13,11 +13,6 @@ from typing import Any
 DEFAULT_RUNS = Path("runs")
 
 
-def _addresses(flag: list[str] | None, variable: str) -> list[str]:
-    given = flag or [a for a in os.environ.get(variable, "").split(",") if a.strip()]
-    return [a.strip() for item in given for a in item.split(",") if a.strip()]
-
-
 def _positive(kind: type) -> object:
     def parse(text: str) -> object:
         value = kind(text)
@@ -47,12 +42,17 @@ async def _discover(args: argparse.Namespace) -> int:
     import grpc
 
     from asiarch.common.client import open_channel
+    from asiarch.common.config import load_settings
+    from asiarch.common.logs import configure_logging
     from asiarch.orchestrator.access import read_run, write_run
+    from asiarch.orchestrator.config import OrchestratorSettings, split_addresses
     from asiarch.orchestrator.local import SupervisedService
     from asiarch.orchestrator.loop import Discovery, Options, Stubs
     from asiarch.orchestrator.progress import RichDisplay
     from asiarch.v1 import analyst_pb2_grpc, engineer_pb2_grpc, researcher_pb2_grpc, selector_pb2_grpc
 
+    settings = load_settings(OrchestratorSettings)
+    configure_logging(settings.log_level, settings.log_format, service="discover")
     run_dir = _run_dir(args)
     previous = read_run(run_dir)
     if previous.metadata and not args.resume:
@@ -75,7 +75,7 @@ async def _discover(args: argparse.Namespace) -> int:
         parallel=args.parallel,
         promote=args.promote,
     )
-    token = os.environ.get("ASIARCH_AUTH_TOKEN") or None
+    token = settings.token
     display = RichDisplay()
     metadata: dict[str, Any] = {
         **previous.metadata,
@@ -101,14 +101,10 @@ async def _discover(args: argparse.Namespace) -> int:
         metadata.update(changes, updated_at=datetime.now(UTC).isoformat())
         write_run(run_dir, metadata)
 
-    analyst = (_addresses([args.analyst] if args.analyst else None, "ASIARCH_ANALYST_ADDRESS") or [None])[0]
-    selector = (_addresses([args.selector] if args.selector else None, "ASIARCH_SELECTOR_ADDRESS") or [None])[
-        0
-    ]
-    researcher = (
-        _addresses([args.researcher] if args.researcher else None, "ASIARCH_RESEARCHER_ADDRESS") or [None]
-    )[0]
-    engineers = _addresses(args.engineer, "ASIARCH_ENGINEER_ADDRESS")
+    analyst = args.analyst or settings.analyst_address
+    selector = args.selector or settings.selector_address
+    researcher = args.researcher or settings.researcher_address
+    engineers = split_addresses(args.engineer) if args.engineer else settings.engineers
     base_env = {**os.environ, "ASIARCH_HOST": "127.0.0.1"}
     base_env.pop("ASIARCH_PORT", None)
     if args.llm:

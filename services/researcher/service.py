@@ -275,4 +275,5 @@ SERVICE = ServiceDefinition(
     lifespan=lifespan,  # type: ignore[arg-type]
     settings_type=ResearcherSettings,
     summary="proposals (LLM code or DSL mutations) and repairs",
+    extra_settings=(LLMSettings,),
 )

@@ -34,3 +34,21 @@ def test_services_lists_the_selector() -> None:
     done = subprocess.run([str(BIN / "asiarch"), "services"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0
     assert "selector\tasiarch.selector.service:SERVICE" in done.stdout
+
+
+def test_health_reports_serving_and_fails_for_an_unreachable_address(service_factory) -> None:
+    selector = service_factory("selector")
+    asiarch = str(BIN / "asiarch")
+    done = subprocess.run([asiarch, "health", selector.address], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"{selector.address}\tSERVING"
+
+    done = subprocess.run(
+        [asiarch, "health", "--service", "asiarch.v1.Selector", selector.address, "127.0.0.1:1", "--wait=1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert f"{selector.address}\tSERVING" in done.stdout
+    assert "127.0.0.1:1\tUNAVAILABLE" in done.stderr

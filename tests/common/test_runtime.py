@@ -9,7 +9,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from probe_service import ProbeSelector, definition
 
 from asiarch.common.client import open_channel, propagate_timeout
@@ -201,3 +201,32 @@ async def test_health_watch_streams_through_the_interceptor(tmp_path: Path) -> N
         first = await watch.read()
         watch.cancel()
     assert first.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_channel_spreads_calls_over_every_server_a_target_resolves_to() -> None:
+    # Two servers told apart by the status they report; a multi-address target
+    # (what a headless Kubernetes Service resolves to) must reach both.
+    servers, ports = [], []
+    for status in (health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING):
+        server = grpc.aio.server()
+        servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+        ports.append(server.add_insecure_port("127.0.0.1:0"))
+        await servicer.set("probe", status)
+        await server.start()
+        servers.append(server)
+    try:
+        target = "ipv4:" + ",".join(f"127.0.0.1:{port}" for port in ports)
+        async with open_channel(target) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            seen = set()
+            for _ in range(40):
+                response = await stub.Check(health_pb2.HealthCheckRequest(service="probe"), timeout=5)
+                seen.add(response.status)
+                if len(seen) == 2:
+                    break
+                await asyncio.sleep(0.02)
+        assert seen == {health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING}
+    finally:
+        for server in servers:
+            await server.stop(0)

@@ -52,6 +52,17 @@ def test_memory_bomb_is_a_memory_error() -> None:
     assert "MemoryError" in result.error
 
 
+def test_memory_limit_zero_lifts_the_address_space_cap_and_says_so() -> None:
+    # A CUDA engineer runs with ASIARCH_ENGINEER_SANDBOX_MEMORY_GB=0: the driver reserves more
+    # virtual memory than any sane cap, so reserving 8 GiB of address space must then succeed.
+    probe = "import mmap\n        self.reserved = mmap.mmap(-1, 8 << 30)"
+    capped = run(layer(probe), memory_bytes=2 << 30)
+    assert capped.outcome == "error", capped.error
+    lifted = run(layer(probe), memory_bytes=0)
+    assert lifted.outcome == "ok", lifted.error
+    assert "no address-space limit" in lifted.enforcement["rlimits"]
+
+
 def test_recursion_bomb() -> None:
     result = run(layer("def f(n):\n            return f(n + 1)\n        f(0)"))
     assert result.outcome == "error"

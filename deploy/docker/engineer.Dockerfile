@@ -1,0 +1,32 @@
+# syntax=docker/dockerfile:1
+# The engineer on CPU: validation, sandboxed training and benchmarks of candidates.
+# For GPUs use engineer-cuda.Dockerfile. Build from the repository root:
+#   docker build -f deploy/docker/engineer.Dockerfile -t ghcr.io/asiarch/engineer:0.1.0 .
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+# From PyPI, torch is the multi-GB CUDA build: the CPU build goes in first and satisfies the pin.
+RUN python -m venv /opt/venv \
+    && /opt/venv/bin/pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
+COPY pyproject.toml setup.py README.md ./
+COPY protos/gen protos/gen
+COPY services services
+COPY kernels kernels
+RUN /opt/venv/bin/pip install --no-cache-dir ".[engineer]"
+
+FROM ${PYTHON_IMAGE}
+RUN groupadd --gid 10001 asiarch \
+    && useradd --uid 10001 --gid 10001 --create-home --shell /usr/sbin/nologin asiarch
+COPY --from=build /opt/venv /opt/venv
+# Candidates train on the Python standard library of this image unless
+# ASIARCH_ENGINEER_CORPUS_DIR names a mounted corpus.
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
+    ASIARCH_HOST=0.0.0.0 ASIARCH_PORT=50053 ASIARCH_LOG_FORMAT=json \
+    ASIARCH_ENGINEER_DEFAULT_DEVICE=cpu ASIARCH_ENGINEER_DEFAULT_BUDGET=cpu
+USER 10001:10001
+EXPOSE 50053
+HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["sh", "-c", "exec asiarch health 127.0.0.1:${ASIARCH_PORT}"]
+ENTRYPOINT ["asiarch", "serve", "engineer"]

@@ -1,0 +1,30 @@
+# syntax=docker/dockerfile:1
+# The orchestrator: `asiarch discover` against deployed services (a compose service, a
+# Kubernetes Job), and the results commands. Build from the repository root:
+#   docker build -f deploy/docker/orchestrator.Dockerfile -t ghcr.io/asiarch/orchestrator:0.1.0 .
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+RUN python -m venv /opt/venv
+COPY pyproject.toml setup.py README.md ./
+COPY protos/gen protos/gen
+COPY services services
+COPY kernels kernels
+# The loop, progress display and report only: no torch.
+RUN /opt/venv/bin/pip install --no-cache-dir ".[orchestrator]"
+
+FROM ${PYTHON_IMAGE}
+RUN groupadd --gid 10001 asiarch \
+    && useradd --uid 10001 --gid 10001 --create-home --shell /usr/sbin/nologin asiarch \
+    && mkdir -p /var/lib/asiarch/runs && chown -R 10001:10001 /var/lib/asiarch
+COPY --from=build /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
+    MPLCONFIGDIR=/tmp/matplotlib
+WORKDIR /var/lib/asiarch
+USER 10001:10001
+# Services come from ASIARCH_{SELECTOR,RESEARCHER,ENGINEER,ANALYST}_ADDRESS. --resume makes a
+# restarted container continue the same run rather than refuse its directory.
+ENTRYPOINT ["asiarch"]
+CMD ["discover", "--resume", "--run-dir", "/var/lib/asiarch/runs/default"]

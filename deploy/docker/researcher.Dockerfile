@@ -1,0 +1,29 @@
+# syntax=docker/dockerfile:1
+# The researcher: proposals (LLM code or DSL mutations) and repairs. Build from the repository root:
+#   docker build -f deploy/docker/researcher.Dockerfile -t ghcr.io/asiarch/researcher:0.1.0 .
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+# The LLM layer pulls torch (its local backend); from PyPI that is the multi-GB CUDA
+# build, so the CPU build goes in first and satisfies the pin.
+RUN python -m venv /opt/venv \
+    && /opt/venv/bin/pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
+COPY pyproject.toml setup.py README.md ./
+COPY protos/gen protos/gen
+COPY services services
+COPY kernels kernels
+RUN /opt/venv/bin/pip install --no-cache-dir ".[researcher]"
+
+FROM ${PYTHON_IMAGE}
+RUN groupadd --gid 10001 asiarch \
+    && useradd --uid 10001 --gid 10001 --create-home --shell /usr/sbin/nologin asiarch
+COPY --from=build /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
+    ASIARCH_HOST=0.0.0.0 ASIARCH_PORT=50052 ASIARCH_LOG_FORMAT=json
+USER 10001:10001
+EXPOSE 50052
+HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["sh", "-c", "exec asiarch health 127.0.0.1:${ASIARCH_PORT}"]
+ENTRYPOINT ["asiarch", "serve", "researcher"]
