@@ -50,6 +50,15 @@ class ServerSettings(BaseSettings):
             "so load balancers stop routing here before the port closes."
         ),
     )
+    max_connection_age_seconds: float = Field(
+        default=0,
+        ge=0,
+        description=(
+            "Close each client connection after this long (0 = never); calls in flight finish first. "
+            "Clients then reconnect and resolve the address again, so round-robin clients reach "
+            "replicas added since (the scaled engineer)."
+        ),
+    )
     auth_token: SecretStr | None = Field(
         default=None,
         description="When set, every call except health checks needs 'authorization: Bearer <token>'.",

@@ -55,16 +55,16 @@ class ServiceDefinition:
 
 def build_server(settings: ServerSettings) -> grpc.aio.Server:
     token = settings.auth_token.get_secret_value() if settings.auth_token else None
-    return grpc.aio.server(
-        interceptors=[ServerInterceptor(auth_token=token)],
-        options=[
-            ("grpc.max_receive_message_length", settings.max_receive_message_bytes),
-            ("grpc.max_send_message_length", settings.max_send_message_bytes),
-            # Without this a second server could bind the same port and share
-            # its traffic, which hides a misconfiguration.
-            ("grpc.so_reuseport", 0),
-        ],
-    )
+    options: list[tuple[str, int]] = [
+        ("grpc.max_receive_message_length", settings.max_receive_message_bytes),
+        ("grpc.max_send_message_length", settings.max_send_message_bytes),
+        # Without this a second server could bind the same port and share
+        # its traffic, which hides a misconfiguration.
+        ("grpc.so_reuseport", 0),
+    ]
+    if settings.max_connection_age_seconds:
+        options.append(("grpc.max_connection_age_ms", int(settings.max_connection_age_seconds * 1000)))
+    return grpc.aio.server(interceptors=[ServerInterceptor(auth_token=token)], options=options)
 
 
 def _write_port_file(path: Path, port: int) -> None:

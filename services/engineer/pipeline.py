@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import structlog
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from asiarch.engineer import convert
@@ -21,6 +22,8 @@ from asiarch.engineer.budgets import resolve_rung_two
 from asiarch.engineer.sandbox import SandboxLimits, run_in_sandbox
 from asiarch.engineer.static_checks import run_static_checks
 from asiarch.v1 import common_pb2, engineer_pb2, researcher_pb2
+
+log = structlog.get_logger("asiarch.engineer")
 
 Emit = Callable[[engineer_pb2.EvaluationEvent], Awaitable[None]]
 ERROR_LIMIT = 4000  # characters of an error sent to the researcher and recorded
@@ -160,6 +163,15 @@ class Pipeline:
         limits = dataclasses.replace(self.limits, wall_seconds=wall)
         result = await run_in_sandbox(job, limits, on_event)
         attempt.enforcement = result.enforcement
+        # What the sandbox could enforce depends on the host (a container without
+        # capabilities cannot unshare the network): say it once per run, in the log.
+        log.info(
+            "sandbox",
+            experiment_id=candidate.experiment_id,
+            kind=kind,
+            outcome=result.outcome,
+            **result.enforcement,
+        )
         if failed_check:
             attempt.failed_stage = common_pb2.EVALUATION_STAGE_FUNCTIONAL_CHECKS
             attempt.reason = f"{failed_check[0].name}: {failed_check[0].message}"

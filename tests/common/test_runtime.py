@@ -230,3 +230,26 @@ async def test_channel_spreads_calls_over_every_server_a_target_resolves_to() ->
     finally:
         for server in servers:
             await server.stop(0)
+
+
+async def test_max_connection_age_closes_idle_client_connections(tmp_path: Path) -> None:
+    # A client whose connection the server retires goes back to IDLE, and its next call
+    # reconnects (resolving the target again), which is how new replicas get traffic.
+    async with (
+        running(tmp_path, max_connection_age_seconds=0.5) as address,
+        grpc.aio.insecure_channel(address) as channel,
+    ):
+        stub = selector_pb2_grpc.SelectorStub(channel)
+        await stub.SelectParents(selector_pb2.SelectParentsRequest(strategy="ok"), timeout=5)
+        for _ in range(100):
+            if channel.get_state() != grpc.ChannelConnectivity.READY:
+                break
+            await asyncio.sleep(0.05)
+        assert channel.get_state() != grpc.ChannelConnectivity.READY
+        await stub.SelectParents(selector_pb2.SelectParentsRequest(strategy="ok"), timeout=5)
+    (tmp_path / "unlimited").mkdir()  # its own port file: the first server's is still there
+    async with running(tmp_path / "unlimited") as address, grpc.aio.insecure_channel(address) as channel:
+        stub = selector_pb2_grpc.SelectorStub(channel)
+        await stub.SelectParents(selector_pb2.SelectParentsRequest(strategy="ok"), timeout=5)
+        await asyncio.sleep(1.0)
+        assert channel.get_state() == grpc.ChannelConnectivity.READY

@@ -62,7 +62,9 @@ def validate(
     return stub.Validate(request, timeout=120)
 
 
-def test_deltanet_baseline_evaluates_with_real_metrics(stub: engineer_pb2_grpc.EngineerStub) -> None:
+def test_deltanet_baseline_evaluates_with_real_metrics(
+    stub: engineer_pb2_grpc.EngineerStub, engineer: RunningService
+) -> None:
     events, result = evaluate(stub, layers.baseline("deltanet"))
     assert result.status == common_pb2.EVALUATION_STATUS_SUCCEEDED, result.failure_reason
     metrics = result.metrics
@@ -86,6 +88,9 @@ def test_deltanet_baseline_evaluates_with_real_metrics(stub: engineer_pb2_grpc.E
     checks = [e.check.name for e in events if e.WhichOneof("event") == "check"]
     assert "functional.causality" in checks
     assert "functional.complexity" in checks
+    # What the sandbox enforced on this host is logged for the operator.
+    sandbox = [r for r in engineer.log_records() if r.get("event") == "sandbox"]
+    assert sandbox and {"network", "filesystem", "user", "rlimits"} <= set(sandbox[-1])
 
 
 def test_validate_accepts_linear_attention(stub: engineer_pb2_grpc.EngineerStub) -> None:
