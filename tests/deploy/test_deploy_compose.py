@@ -6,47 +6,61 @@ import re
 from pathlib import Path
 
 import pytest
-import yaml
 from deployment import (
     COMPOSE,
+    compose_config,
     compose_problems,
     compose_schema_problems,
     images,
-    interpolate,
-    load_compose,
     read_env_file,
 )
 
 COMPOSE_FILE = COMPOSE / "compose.yaml"
 ENV_EXAMPLE = COMPOSE / ".env.example"
+PROFILES = ("cpu", "gpu")
+STORES_AND_SERVICES = {"mongodb", "qdrant", "selector", "researcher", "analyst", "orchestrator"}
 
 
-def _compose() -> dict:
-    return load_compose(COMPOSE_FILE, ENV_EXAMPLE)
+def _compose(profile: str, path: Path = COMPOSE_FILE, env_file: Path = ENV_EXAMPLE) -> dict:
+    config, problems = compose_config(path, env_file, profile)
+    assert problems == []
+    return config
 
 
 def test_compose_file_is_valid_against_the_compose_specification() -> None:
     assert compose_schema_problems(COMPOSE_FILE) == []
 
 
-def test_compose_wiring_matches_the_code() -> None:
-    assert compose_problems(_compose(), images()) == []
+@pytest.mark.parametrize("profile", PROFILES)
+def test_docker_compose_accepts_each_profile(profile: str) -> None:
+    assert compose_config(COMPOSE_FILE, ENV_EXAMPLE, profile)[1] == []
 
 
-def test_profiles_pair_an_llm_server_with_an_engineer() -> None:
-    services = _compose()["services"]
-    for profile in ("gpu", "cpu"):
-        members = {name for name, s in services.items() if profile in s.get("profiles", [])}
-        assert len(members) == 2, (profile, members)
-        aliases = {
-            alias
-            for name in members
-            for network in services[name]["networks"].values()
-            for alias in (network or {}).get("aliases", [])
-        }
-        assert aliases == {"llm", "engineer"}, (profile, aliases)
-    gpu = services["engineer-gpu"]["deploy"]["resources"]["reservations"]["devices"][0]
-    assert gpu["capabilities"] == ["gpu"]
+@pytest.mark.parametrize("profile", PROFILES)
+def test_compose_wiring_matches_the_code(profile: str) -> None:
+    assert compose_problems(_compose(profile), images()) == []
+
+
+@pytest.mark.parametrize(
+    ("profile", "engineer", "llm"), [("cpu", "engineer-cpu", "llamacpp"), ("gpu", "engineer-gpu", "tgi")]
+)
+def test_a_profile_runs_one_llm_server_and_one_engineer(profile: str, engineer: str, llm: str) -> None:
+    services = _compose(profile)["services"]
+    assert set(services) == STORES_AND_SERVICES | {engineer, llm}
+    assert services[engineer]["networks"] == {"engineers": {"aliases": ["engineer"]}}
+    assert services[llm]["networks"] == {"backend": {"aliases": ["llm"]}}
+    if profile == "gpu":
+        for name in (engineer, llm):
+            devices = services[name]["deploy"]["resources"]["reservations"]["devices"]
+            assert devices[0]["capabilities"] == ["gpu"]
+
+
+def test_compose_refuses_to_start_without_a_mongodb_password(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text(ENV_EXAMPLE.read_text().replace("MONGO_PASSWORD=change-me", "MONGO_PASSWORD="))
+    config, problems = compose_config(COMPOSE_FILE, env_file, "cpu")
+    assert config == {}
+    assert any("set MONGO_PASSWORD in deploy/compose/.env" in line for line in problems), problems
 
 
 def test_env_example_names_every_variable_compose_reads_and_holds_no_secret() -> None:
@@ -58,11 +72,14 @@ def test_env_example_names_every_variable_compose_reads_and_holds_no_secret() ->
     assert example["MONGO_PASSWORD"] == "change-me"
 
 
-def test_engineers_have_no_route_out() -> None:
-    compose = _compose()
+@pytest.mark.parametrize("profile", PROFILES)
+def test_engineers_have_no_route_out(profile: str) -> None:
+    compose = _compose(profile)
     assert compose["networks"]["engineers"]["internal"] is True
-    for name in ("engineer-cpu", "engineer-gpu"):
-        assert set(compose["services"][name]["networks"]) == {"engineers"}
+    for name, service in compose["services"].items():
+        if name.startswith("engineer"):
+            assert set(service["networks"]) == {"engineers"}
+            assert service["read_only"] is True and service["cap_drop"] == ["ALL"]
 
 
 def _write(tmp_path: Path, old: str, new: str) -> Path:
@@ -77,6 +94,15 @@ def test_a_field_the_specification_does_not_allow_fails_validation(tmp_path: Pat
     path = _write(tmp_path, "analyst: {condition: service_healthy}", "analyst: {condition: service_healty}")
     problems = compose_schema_problems(path)
     assert problems and any("service_healty" in line for line in problems), problems
+    problems = compose_config(path, ENV_EXAMPLE, "cpu")[1]
+    assert any("depends_on.analyst.condition value must be one of" in line for line in problems), problems
+
+
+def test_a_dependency_on_a_missing_service_is_refused_by_compose(tmp_path: Path) -> None:
+    path = _write(tmp_path, "selector: {condition: service_healthy}", "selectr: {condition: service_healthy}")
+    assert compose_schema_problems(path) == []  # the schema cannot see this; compose does
+    problems = compose_config(path, ENV_EXAMPLE, "gpu")[1]
+    assert any("selectr" in line for line in problems), problems
 
 
 @pytest.mark.parametrize(
@@ -114,6 +140,6 @@ def test_a_field_the_specification_does_not_allow_fails_validation(tmp_path: Pat
 def test_drift_between_compose_and_the_code_is_caught(
     tmp_path: Path, old: str, new: str, expected: str
 ) -> None:
-    broken = yaml.safe_load(_write(tmp_path, old, new).read_text())
-    problems = compose_problems(interpolate(broken, read_env_file(ENV_EXAMPLE)), images())
+    broken = _write(tmp_path, old, new)
+    problems = [p for profile in PROFILES for p in compose_problems(_compose(profile, broken), images())]
     assert any(expected in problem for problem in problems), problems
