@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 EXTRAS ?= selector,researcher,engineer,analyst,orchestrator,bench,dev
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv run proto lint format test bench-kernels clean
+.PHONY: help venv run proto lint format test deploy-smoke bench-kernels clean
 
 # The main job, sized for a 2-core laptop CPU (~15 min): baselines, then RUN_CYCLES cycles of
 # select -> propose -> evaluate -> record with the four services started locally. No LLM by default:
@@ -22,6 +22,7 @@ help:
 	@echo "make run     create .venv if needed, run a short discovery on this CPU, print the leaderboard"
 	@echo "make test    create .venv if needed, lint, run the whole test suite"
 	@echo "make proto   regenerate the Python stubs from protos/"
+	@echo "make deploy-smoke   build the cpu images and run them with docker compose (needs a Docker engine)"
 	@echo "make bench-kernels  time the kernels on this CPU, update docs/benchmarks.md"
 	@echo "make lint    ruff check + format check"
 	@echo "make format  apply ruff fixes and formatting"
@@ -55,6 +56,12 @@ format: $(STAMP)
 
 test: lint
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
+
+# Not part of `make test`: it needs a Docker engine and network for the builds. It builds the
+# cpu profile's images, starts them with compose and runs one discovery cycle in the
+# orchestrator container (tests/deploy/test_deploy_run.py; PYTHON_IMAGE / TORCH_INDEX_URL pass through).
+deploy-smoke: $(STAMP)
+	ASIARCH_DOCKER_SMOKE=1 PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest tests/deploy/test_deploy_run.py -v
 
 bench-kernels: $(STAMP)
 	$(BIN)/asiarch bench kernels

@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # The analyst: experiments (MongoDB), vectors (Qdrant), fitness and analyses. Build from the repository root:
 #   docker build -f deploy/docker/analyst.Dockerfile -t ghcr.io/asiarch/analyst:0.1.0 .
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm

@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # The engineer on NVIDIA GPUs (Triton kernels). Needs the NVIDIA container toolkit on the
 # host (`gpus: all` in compose, nvidia.com/gpu on Kubernetes). Build from the repository root:
 #   docker build -f deploy/docker/engineer-cuda.Dockerfile -t ghcr.io/asiarch/engineer-cuda:0.1.0 .

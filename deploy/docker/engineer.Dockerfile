@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # The engineer on CPU: validation, sandboxed training and benchmarks of candidates.
 # For GPUs use engineer-cuda.Dockerfile. Build from the repository root:
 #   docker build -f deploy/docker/engineer.Dockerfile -t ghcr.io/asiarch/engineer:0.1.0 .

@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # The orchestrator: `asiarch discover` against deployed services (a compose service, a
 # Kubernetes Job), and the results commands. Build from the repository root:
 #   docker build -f deploy/docker/orchestrator.Dockerfile -t ghcr.io/asiarch/orchestrator:0.1.0 .

@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # The researcher: proposals (LLM code or DSL mutations) and repairs. Build from the repository root:
 #   docker build -f deploy/docker/researcher.Dockerfile -t ghcr.io/asiarch/researcher:0.1.0 .
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm

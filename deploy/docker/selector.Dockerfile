@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # The selector: stateless parent selection. Build from the repository root:
 #   docker build -f deploy/docker/selector.Dockerfile -t ghcr.io/asiarch/selector:0.1.0 .
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
