@@ -173,3 +173,12 @@ def test_calls_without_the_token_are_refused(stack: Stack) -> None:
     )
     assert denied.returncode != 0
     assert "UNAUTHENTICATED" in denied.stdout + denied.stderr
+
+
+def test_services_stop_cleanly_on_sigterm(stack: Stack) -> None:
+    # exec-form entrypoints make asiarch PID 1, so `docker stop`'s SIGTERM reaches the
+    # graceful shutdown rather than waiting out the timeout for a SIGKILL (exit 137).
+    stack.compose("stop", "--timeout", "60", *SERVICES, timeout=300)
+    listed = stack.compose("ps", "--all", "--format", "json").stdout
+    rows = [json.loads(line) for line in listed.splitlines() if line.strip()]
+    assert {row["Service"]: row["ExitCode"] for row in rows} == dict.fromkeys(SERVICES, 0), rows
