@@ -3,17 +3,24 @@
 #   docker build -f deploy/docker/engineer-cuda.Dockerfile -t ghcr.io/asiarch/engineer-cuda:0.1.0 .
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
-FROM ${PYTHON_IMAGE} AS build
+FROM ${PYTHON_IMAGE} AS deps
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 RUN python -m venv /opt/venv
-COPY pyproject.toml setup.py README.md ./
+COPY pyproject.toml deploy/docker/requirements.py ./
+# The dependencies get a layer of their own, rebuilt only when pyproject.toml changes.
+# torch from PyPI is the CUDA build and brings the CUDA runtime as nvidia-* wheels,
+# so no CUDA base image is needed: the host's driver is mounted by the toolkit.
+RUN python requirements.py pyproject.toml engineer > requirements.txt \
+    && /opt/venv/bin/pip install --no-cache-dir -r requirements.txt
+
+# The code, built into a wheel; the final stage installs it over the dependencies.
+FROM deps AS build
+COPY setup.py README.md ./
 COPY protos/gen protos/gen
 COPY services services
 COPY kernels kernels
-# torch from PyPI is the CUDA build and brings the CUDA runtime as nvidia-* wheels,
-# so no CUDA base image is needed: the host's driver is mounted by the toolkit.
-RUN /opt/venv/bin/pip install --no-cache-dir ".[engineer]"
+RUN /opt/venv/bin/pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheels .
 
 FROM ${PYTHON_IMAGE}
 # Triton compiles a small C launcher per kernel signature at first use: it needs a C compiler.
@@ -24,7 +31,10 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --gid 10001 asiarch \
     && useradd --uid 10001 --gid 10001 --create-home --shell /usr/sbin/nologin asiarch
-COPY --from=build /opt/venv /opt/venv
+# The dependencies, then asiarch on top: a code change rebuilds only the last two layers.
+COPY --from=deps /opt/venv /opt/venv
+COPY --from=build /wheels /wheels
+RUN /opt/venv/bin/pip install --no-cache-dir --no-deps /wheels/*.whl
 # No address-space limit on sandboxes (SANDBOX_MEMORY_GB=0): the CUDA driver reserves far
 # more virtual memory than it uses; the container's memory limit bounds them instead.
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \

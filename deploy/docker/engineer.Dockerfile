@@ -3,7 +3,7 @@
 #   docker build -f deploy/docker/engineer.Dockerfile -t ghcr.io/asiarch/engineer:0.1.0 .
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
-FROM ${PYTHON_IMAGE} AS build
+FROM ${PYTHON_IMAGE} AS deps
 # PyTorch's CPU wheels (or a mirror of that index).
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -11,16 +11,26 @@ WORKDIR /src
 # From PyPI, torch is the multi-GB CUDA build: the CPU build goes in first and satisfies the pin.
 RUN python -m venv /opt/venv \
     && /opt/venv/bin/pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" torch==2.13.0
-COPY pyproject.toml setup.py README.md ./
+COPY pyproject.toml deploy/docker/requirements.py ./
+# The dependencies get a layer of their own, rebuilt only when pyproject.toml changes.
+RUN python requirements.py pyproject.toml engineer > requirements.txt \
+    && /opt/venv/bin/pip install --no-cache-dir -r requirements.txt
+
+# The code, built into a wheel; the final stage installs it over the dependencies.
+FROM deps AS build
+COPY setup.py README.md ./
 COPY protos/gen protos/gen
 COPY services services
 COPY kernels kernels
-RUN /opt/venv/bin/pip install --no-cache-dir ".[engineer]"
+RUN /opt/venv/bin/pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheels .
 
 FROM ${PYTHON_IMAGE}
 RUN groupadd --gid 10001 asiarch \
     && useradd --uid 10001 --gid 10001 --create-home --shell /usr/sbin/nologin asiarch
-COPY --from=build /opt/venv /opt/venv
+# The dependencies, then asiarch on top: a code change rebuilds only the last two layers.
+COPY --from=deps /opt/venv /opt/venv
+COPY --from=build /wheels /wheels
+RUN /opt/venv/bin/pip install --no-cache-dir --no-deps /wheels/*.whl
 # Candidates train on the Python standard library of this image unless
 # ASIARCH_ENGINEER_CORPUS_DIR names a mounted corpus.
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \

@@ -3,22 +3,32 @@
 #   docker build -f deploy/docker/orchestrator.Dockerfile -t ghcr.io/asiarch/orchestrator:0.1.0 .
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
-FROM ${PYTHON_IMAGE} AS build
+FROM ${PYTHON_IMAGE} AS deps
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 RUN python -m venv /opt/venv
-COPY pyproject.toml setup.py README.md ./
+COPY pyproject.toml deploy/docker/requirements.py ./
+# The dependencies get a layer of their own, rebuilt only when pyproject.toml changes.
+# The loop, progress display and report only: no torch.
+RUN python requirements.py pyproject.toml orchestrator > requirements.txt \
+    && /opt/venv/bin/pip install --no-cache-dir -r requirements.txt
+
+# The code, built into a wheel; the final stage installs it over the dependencies.
+FROM deps AS build
+COPY setup.py README.md ./
 COPY protos/gen protos/gen
 COPY services services
 COPY kernels kernels
-# The loop, progress display and report only: no torch.
-RUN /opt/venv/bin/pip install --no-cache-dir ".[orchestrator]"
+RUN /opt/venv/bin/pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheels .
 
 FROM ${PYTHON_IMAGE}
 RUN groupadd --gid 10001 asiarch \
     && useradd --uid 10001 --gid 10001 --create-home --shell /usr/sbin/nologin asiarch \
     && mkdir -p /var/lib/asiarch/runs && chown -R 10001:10001 /var/lib/asiarch
-COPY --from=build /opt/venv /opt/venv
+# The dependencies, then asiarch on top: a code change rebuilds only the last two layers.
+COPY --from=deps /opt/venv /opt/venv
+COPY --from=build /wheels /wheels
+RUN /opt/venv/bin/pip install --no-cache-dir --no-deps /wheels/*.whl
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
     MPLCONFIGDIR=/tmp/matplotlib
 WORKDIR /var/lib/asiarch

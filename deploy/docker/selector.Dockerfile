@@ -2,21 +2,31 @@
 #   docker build -f deploy/docker/selector.Dockerfile -t ghcr.io/asiarch/selector:0.1.0 .
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
-FROM ${PYTHON_IMAGE} AS build
+FROM ${PYTHON_IMAGE} AS deps
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 RUN python -m venv /opt/venv
-COPY pyproject.toml setup.py README.md ./
+COPY pyproject.toml deploy/docker/requirements.py ./
+# The dependencies get a layer of their own, rebuilt only when pyproject.toml changes.
+# The selector extra adds nothing to the shared runtime (grpcio, pydantic, structlog).
+RUN python requirements.py pyproject.toml selector > requirements.txt \
+    && /opt/venv/bin/pip install --no-cache-dir -r requirements.txt
+
+# The code, built into a wheel; the final stage installs it over the dependencies.
+FROM deps AS build
+COPY setup.py README.md ./
 COPY protos/gen protos/gen
 COPY services services
 COPY kernels kernels
-# The selector extra adds nothing to the shared runtime (grpcio, pydantic, structlog).
-RUN /opt/venv/bin/pip install --no-cache-dir ".[selector]"
+RUN /opt/venv/bin/pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheels .
 
 FROM ${PYTHON_IMAGE}
 RUN groupadd --gid 10001 asiarch \
     && useradd --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin asiarch
-COPY --from=build /opt/venv /opt/venv
+# The dependencies, then asiarch on top: a code change rebuilds only the last two layers.
+COPY --from=deps /opt/venv /opt/venv
+COPY --from=build /wheels /wheels
+RUN /opt/venv/bin/pip install --no-cache-dir --no-deps /wheels/*.whl
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
     ASIARCH_HOST=0.0.0.0 ASIARCH_PORT=50051 ASIARCH_LOG_FORMAT=json
 USER 10001:10001

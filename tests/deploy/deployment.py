@@ -188,6 +188,12 @@ def parse_dockerfile(path: Path) -> Image:
     return image
 
 
+def installed_extras(path: Path) -> list[str]:
+    """The extras the build stage exports with requirements.py (its dependency layer)."""
+    exported = re.findall(r"requirements\.py pyproject\.toml ([\w\s,-]+?)\s*>", path.read_text())
+    return [extra for found in exported for extra in found.replace(",", " ").split()]
+
+
 def images(directory: Path = DOCKERFILES) -> dict[str, Image]:
     return {i.name: i for i in map(parse_dockerfile, sorted(directory.glob("*.Dockerfile")))}
 
@@ -203,6 +209,9 @@ def image_problems(image: Image) -> list[str]:
     if image.user in ("", "root", "0", "0:0"):
         problems.append(f"{where}: runs as root (no USER, or USER root)")
     problems += settings_problems(image.component, image.env, where)
+    installs = installed_extras(image.path)
+    if installs != [image.component]:
+        problems.append(f"{where}: installs the extras {installs} but runs the {image.component}")
     port = service_port(image.component, image.env)
     if port is not None and image.exposed != [port]:
         problems.append(f"{where}: EXPOSE {image.exposed} but the {image.component} listens on {port}")

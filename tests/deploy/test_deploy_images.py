@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
 from pathlib import Path
 
 import pytest
 from deployment import (
     DOCKERFILES,
     IMAGE_PREFIX,
+    REPO,
     SERVICES,
     hadolint_problems,
     image_problems,
@@ -66,6 +69,7 @@ def test_shell_form_entrypoint_fails_hadolint(tmp_path: Path) -> None:
         ),
         ("ASIARCH_LOG_FORMAT=json", "ASIARCH_LOG_FORMAT=xml", "ASIARCH_LOG_FORMAT"),
         ("USER 10001:10001", "USER root", "runs as root"),
+        ("pyproject.toml selector >", "pyproject.toml analyst >", "installs the extras ['analyst'] but runs"),
     ],
 )
 def test_a_broken_dockerfile_is_caught(tmp_path: Path, old: str, new: str, expected: str) -> None:
@@ -78,3 +82,52 @@ def test_orchestrator_default_command_parses_and_a_bad_flag_does_not(tmp_path: P
     path = _broken(tmp_path, "orchestrator.Dockerfile", '"--resume",', '"--resume", "--budget", "huge",')
     problems = image_problems(parse_dockerfile(path))
     assert any("does not parse" in p and "huge" in p for p in problems), problems
+
+
+def _exporter():  # deploy/docker is not a package: load the script the images run
+    spec = importlib.util.spec_from_file_location("requirements", DOCKERFILES / "requirements.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _applicable(requirements: list[str], extra: str = "") -> set[tuple[str, str]]:
+    """(name, specifier) of each requirement whose marker holds here, as pip would judge it."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    parsed = [Requirement(r) for r in requirements]
+    return {
+        (canonicalize_name(r.name), str(r.specifier))
+        for r in parsed
+        if r.marker is None or r.marker.evaluate({"extra": extra})
+    }
+
+
+def _from_metadata(extra: str, seen: set[str]) -> set[tuple[str, str]]:
+    """What setuptools recorded for `asiarch[extra]` in the installed metadata, extras followed."""
+    from packaging.requirements import Requirement
+
+    seen.add(extra)
+    recorded = importlib.metadata.requires("asiarch") or []
+    found = {pair for pair in _applicable(recorded, extra) if pair[0] != "asiarch"}
+    for line in recorded:
+        requirement = Requirement(line)
+        applies = requirement.marker is None or requirement.marker.evaluate({"extra": extra})
+        if requirement.name == "asiarch" and applies:
+            for nested in requirement.extras - seen:
+                found |= _from_metadata(nested, seen)
+    return found
+
+
+@pytest.mark.parametrize("extra", ["selector", "researcher", "engineer", "analyst", "orchestrator"])
+def test_the_dependency_layer_installs_what_pip_would_for_the_extra(extra: str) -> None:
+    exported = _exporter().requirements(REPO / "pyproject.toml", [extra])
+    build_system = {("setuptools", ">=75")}  # the last step builds the wheel without isolation
+    assert _applicable(exported) == build_system | _from_metadata(extra, set())
+
+
+def test_the_exporter_refuses_an_unknown_extra() -> None:
+    with pytest.raises(SystemExit, match="no extra 'analyts'"):
+        _exporter().requirements(REPO / "pyproject.toml", ["analyts"])
