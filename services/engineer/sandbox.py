@@ -26,12 +26,13 @@ import json
 import os
 import shutil
 import signal
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
+
+from asiarch.common.local import python_command
 
 NOBODY = 65534
 STDERR_TAIL_BYTES = 16 * 1024
@@ -219,10 +220,7 @@ async def run_in_sandbox(
     cgroup = PidsCgroup(limits.max_processes)
     try:
         process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-I",
-            "-m",
-            "asiarch.engineer.sandbox_child",
+            *python_command("-m", "asiarch.engineer.sandbox_child", isolated=True),
             json.dumps(child_limits),
             str(events_write),
             stdin=asyncio.subprocess.PIPE,

@@ -9,13 +9,12 @@ and its retries succeed; the run goes on. Each service logs to
 from __future__ import annotations
 
 import asyncio
-import sys
 from pathlib import Path
 
 import structlog
 
 from asiarch.common.errors import Unavailable
-from asiarch.common.local import START_TIMEOUT, stop_process, wait_serving
+from asiarch.common.local import spawn_service, stop_process
 
 log = structlog.get_logger("asiarch.discover")
 MAX_RESTARTS = 5
@@ -35,34 +34,14 @@ class SupervisedService:
         return f"127.0.0.1:{self.port}"
 
     async def _spawn(self) -> None:
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        port_file = self.log_dir / f".{self.name}.port"
-        port_file.unlink(missing_ok=True)
-        with (self.log_dir / f"{self.name}.log").open("ab") as log_file:
-            self.process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "asiarch.common.cli",
-                "serve",
-                self.name,
-                "--port",
-                str(self.port),
-                "--port-file",
-                str(port_file),
-                stdout=log_file,
-                stderr=log_file,
-                env=self.env,
-            )
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + START_TIMEOUT
-        while not port_file.exists():
-            if self.process.returncode is not None or loop.time() > deadline:
-                raise Unavailable(
-                    f"the local {self.name} did not start; see {self.log_dir / (self.name + '.log')}"
-                )
-            await asyncio.sleep(0.05)
-        self.port = int(port_file.read_text())
-        await wait_serving(self.address)
+        # The first start takes a free port; a restart reuses it, so the loop's channels reconnect.
+        self.process, self.port = await spawn_service(
+            self.name,
+            port=self.port,
+            log_path=self.log_dir / f"{self.name}.log",
+            env=self.env,
+            port_file=self.log_dir / f".{self.name}.port",
+        )
 
     async def start(self) -> None:
         await self._spawn()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import re
 from pathlib import Path
 
 import pytest
@@ -82,6 +83,31 @@ def test_orchestrator_default_command_parses_and_a_bad_flag_does_not(tmp_path: P
     path = _broken(tmp_path, "orchestrator.Dockerfile", '"--resume",', '"--resume", "--budget", "huge",')
     problems = image_problems(parse_dockerfile(path))
     assert any("does not parse" in p and "huge" in p for p in problems), problems
+
+
+def _unlocked_installs(text: str) -> list[str]:
+    """Each `pip install` of a Dockerfile that resolves dependencies without the lock as constraints."""
+    code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    commands = re.split(r"&&|;|\n", code.replace("\\\n", " "))
+    return [
+        " ".join(c.split())
+        for c in commands
+        if "pip install" in c and "--no-deps" not in c and "--constraint requirements.lock" not in c
+    ]
+
+
+@pytest.mark.parametrize("path", sorted(DOCKERFILES.glob("*.Dockerfile")), ids=lambda p: p.name)
+def test_every_image_installs_from_the_lock(path: Path) -> None:
+    text = path.read_text()
+    assert "COPY requirements.lock" in text
+    assert _unlocked_installs(text) == []
+
+
+def test_an_install_without_the_lock_is_caught(tmp_path: Path) -> None:
+    path = _broken(tmp_path, "selector.Dockerfile", "--constraint requirements.lock -r", "-r")
+    unlocked = _unlocked_installs(path.read_text())
+    assert len(unlocked) == 1
+    assert unlocked[0].endswith("pip install --no-cache-dir -r requirements.txt")
 
 
 def _exporter():  # deploy/docker is not a package: load the script the images run
