@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 
 # Triton decides between compiling and interpreting when a kernel is defined,
 # i.e. when its module is imported, so this must happen before any test
@@ -15,6 +16,12 @@ from pathlib import Path
 import pytest
 from llm_fake_server import FakeLLMServer
 from support import RunningService, start_service
+
+# `python -m pytest` from the repository root puts the root on sys.path, where our top-level
+# kernels/ folder would shadow Hugging Face's `kernels` (which transformers imports). `make test`
+# passes -P; this keeps a plain `python -m pytest` from the root working too.
+_ROOT = Path(__file__).resolve().parents[1]
+sys.path[:] = [p for p in sys.path if Path(p or os.curdir).resolve() != _ROOT]
 
 
 @pytest.fixture
