@@ -23,7 +23,7 @@ MAPPED = {
 
 def test_wheel_contains_every_module(tmp_path: Path) -> None:
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(tmp_path), str(REPO)],
+        [sys.executable, "-P", "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(tmp_path), str(REPO)],
         check=True,
         timeout=300,
     )

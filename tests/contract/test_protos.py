@@ -48,6 +48,7 @@ def _descriptor_set(tmp_path: Path) -> descriptor_pb2.FileDescriptorSet:
     subprocess.run(
         [
             sys.executable,
+            "-P",
             "-m",
             "grpc_tools.protoc",
             f"-I{PROTOS}",
