@@ -12,9 +12,7 @@ import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from asiarch.common.cli import command_group
-
-DEFAULT_BENCH_OUT = Path("docs/benchmarks.md")
+from asiarch.common.cli import command_group, output_path
 
 
 @contextlib.asynccontextmanager
@@ -58,11 +56,12 @@ async def _search(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from asiarch.analyst import bench
 
+    out = None if args.no_write else output_path(args.out, "benchmarks.md")
     command = "asiarch " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "asiarch bench analyst"
-    text = bench.run(args.experiments, args.queries, None if args.no_write else args.out, command)
+    text = bench.run(args.experiments, args.queries, out, command)
     print(text)
-    if not args.no_write:
-        print(f"written to {args.out}")
+    if out is not None:
+        print(f"written to {out}")
     return 0
 
 
@@ -86,6 +85,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     analyst = targets.add_parser("analyst", help="Record throughput, Retrieve/ListExperiments latency")
     analyst.add_argument("--experiments", type=int, default=10_000, help="experiments in the store")
     analyst.add_argument("--queries", type=int, default=50, help="timed queries per RPC")
-    analyst.add_argument("--out", type=Path, default=DEFAULT_BENCH_OUT, help="markdown file to update")
+    analyst.add_argument(
+        "--out",
+        type=Path,
+        help="markdown file to update (default: docs/benchmarks.md in the repository root, else a temp dir)",
+    )
     analyst.add_argument("--no-write", action="store_true", help="print the table only")
     analyst.set_defaults(run=_bench)

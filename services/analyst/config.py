@@ -74,3 +74,11 @@ class AnalystSettings(ServerSettings):
     analyst_ingest_builtin: bool = Field(
         default=True, description="Ingest the shipped cognition base at start-up (idempotent)."
     )
+    analyst_preload_vectors: bool = Field(
+        default=True,
+        description=(
+            "Load the embedding model and open the vector store at start-up; false defers both to the "
+            "first call that needs vectors (Record, Retrieve, FindSimilar, IngestCognition), so an "
+            "analyst that only reads experiments starts in about a second and never imports torch."
+        ),
+    )

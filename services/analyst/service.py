@@ -3,13 +3,16 @@
 Experiments live in the document store (MongoDB or the embedded store),
 their motivations and analyses and the cognition base in Qdrant. Record
 scores and analyses an experiment as it stores it (`recorder.py`); the other
-RPCs read.
+RPCs read. Reading experiments (GetExperiment, ListExperiments, Lineage)
+touches only the document store: with ASIARCH_ANALYST_PRELOAD_VECTORS=false the
+embedding model and Qdrant are opened by the first call that needs vectors.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -261,7 +264,10 @@ async def lifespan(server: grpc.aio.Server, settings: AnalystSettings) -> AsyncI
             prefix=settings.qdrant_collection_prefix,
         )
         stack.push_async_callback(vectors.close)
-        await vectors.ensure_collections()
+        if settings.analyst_preload_vectors:
+            # Configuration errors (a model that will not load, a collection of another size) stop the
+            # start-up here rather than fail the first Record; a reader sets this off (see config.py).
+            await vectors.ensure_collections()
         cognition = CognitionBase(database.collection("cognition"), vectors)
         if settings.analyst_ingest_builtin and not await _ingest_builtin(cognition, attempt=1):
             # A store that is still coming up must not keep the service down: retry in the background.
@@ -281,9 +287,19 @@ async def lifespan(server: grpc.aio.Server, settings: AnalystSettings) -> AsyncI
             store=database.backend,
             vectors="qdrant-server" if settings.qdrant_url else "qdrant-local",
             embedding_model=settings.embedding_model,
+            embedding_model_loaded=embedder.loaded,
             llm=llm_settings.backend,
         )
-        yield [analyst_pb2.DESCRIPTOR.services_by_name["Analyst"].full_name]
+        try:
+            yield [analyst_pb2.DESCRIPTOR.services_by_name["Analyst"].full_name]
+        finally:
+            # What this process ended up loading: tells whether a read-only analyst stayed light.
+            log.info(
+                "analyst closing",
+                embedding_model_loaded=embedder.loaded,
+                vector_store_opened=vectors.client is not None,
+                torch_imported="torch" in sys.modules,
+            )
 
 
 SERVICE = ServiceDefinition(

@@ -5,14 +5,21 @@ the cognition base one point per facet of an entry (each trigger pattern and
 the insight), so a symptom described in a query meets the pattern written for
 it. Point ids are UUIDv5 of (collection, key): an upsert retried after a
 failure overwrites its point instead of adding a second one.
+
+Nothing heavy happens at construction: the embedding model (and with it torch and
+sentence-transformers) loads on the first call that needs a vector, and Qdrant opens (and its
+collections are checked against the model) on the first call that needs the index. Reading
+experiments needs neither, so an analyst that only reads a finished run never imports torch.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,26 +54,60 @@ def resolve_model(name: str) -> str:
 
 
 class Embedder:
-    """Normalized sentence embeddings; encoding runs off the event loop, one batch at a time."""
+    """Normalized sentence embeddings; encoding runs off the event loop, one batch at a time.
+
+    The model loads on first use (`load`, `encode`): importing torch and sentence-transformers and
+    reading the weights takes seconds, which an analyst that only lists experiments never pays.
+    """
 
     def __init__(self, model: str, device: str = "cpu") -> None:
-        from sentence_transformers import SentenceTransformer
-        from transformers.utils import logging as transformers_logging
-
-        transformers_logging.disable_progress_bar()  # a progress bar is noise in JSON logs
-
-        location = resolve_model(model)
-        try:
-            self.model = SentenceTransformer(location, device=device)
-        except Exception as exc:  # a bad path or an offline hub id: say which setting to fix
-            raise ConfigError(f"ASIARCH_EMBEDDING_MODEL={model!r} could not be loaded: {exc}") from exc
-        self.name = model
-        self.dimension = int(self.model.get_embedding_dimension())
+        self.name, self.device = model, device
+        self._model: Any = None
+        # Threads (encode_now) and the event loop (load) may both be first: one of them loads.
+        self._loading = threading.Lock()
         self._lock = asyncio.Lock()
         self._cache: OrderedDict[str, list[float]] = OrderedDict()
 
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def load_now(self) -> Any:
+        """The model, loaded here if no call has loaded it yet (blocking: seconds the first time)."""
+        with self._loading:
+            if self._model is None:
+                started = time.perf_counter()
+                from sentence_transformers import SentenceTransformer
+                from transformers.utils import logging as transformers_logging
+
+                transformers_logging.disable_progress_bar()  # a progress bar is noise in JSON logs
+                location = resolve_model(self.name)
+                try:
+                    self._model = SentenceTransformer(location, device=self.device)
+                except Exception as exc:  # a bad path or an offline hub id: say which setting to fix
+                    raise ConfigError(
+                        f"ASIARCH_EMBEDDING_MODEL={self.name!r} could not be loaded: {exc}"
+                    ) from exc
+                log.info(
+                    "embedding model loaded",
+                    model=self.name,
+                    device=self.device,
+                    seconds=round(time.perf_counter() - started, 2),
+                )
+            return self._model
+
+    async def load(self) -> None:
+        """Load the model off the event loop, so health checks and reads keep answering meanwhile."""
+        if self._model is None:
+            await asyncio.to_thread(self.load_now)
+
+    @property
+    def dimension(self) -> int:
+        """The vectors' size; loads the model if needed (call `load` first from async code)."""
+        return int(self.load_now().get_embedding_dimension())
+
     def encode_now(self, texts: Sequence[str]) -> list[list[float]]:
-        vectors = self.model.encode(list(texts), normalize_embeddings=True, batch_size=64)
+        vectors = self.load_now().encode(list(texts), normalize_embeddings=True, batch_size=64)
         return [v.tolist() for v in vectors]
 
     async def encode(self, texts: Sequence[str]) -> list[list[float]]:
@@ -120,29 +161,52 @@ def _filter(equals: dict[str, str] | None, exclude: dict[str, str] | None) -> An
 
 
 class VectorIndex:
-    """The analyst's Qdrant collections (server or local mode)."""
+    """The analyst's Qdrant collections (server or local mode), opened on first use.
 
-    def __init__(self, client: Any, embedder: Embedder, prefix: str, server: bool) -> None:
-        self.client, self.embedder, self.prefix = client, embedder, prefix
-        self.server = server
+    `client` is None until then; every operation (and `ensure_collections`) opens it first.
+    """
+
+    def __init__(self, connect: Callable[[], Any], embedder: Embedder, prefix: str, server: bool) -> None:
+        self.embedder, self.prefix, self.server = embedder, prefix, server
+        self.client: Any = None
+        self._connect = connect
+        self._ready = False
+        self._opening = asyncio.Lock()
 
     @classmethod
     def open(
         cls, *, url: str | None, api_key: str | None, run_dir: Path, embedder: Embedder, prefix: str
     ) -> VectorIndex:
-        from qdrant_client import AsyncQdrantClient
+        def connect() -> Any:
+            from qdrant_client import AsyncQdrantClient
 
-        if url:
-            client = AsyncQdrantClient(url=url, api_key=api_key, timeout=30)
-        else:
+            if url:
+                return AsyncQdrantClient(url=url, api_key=api_key, timeout=30)
+            # Local mode reads every collection into memory and locks the folder here.
             (run_dir / "qdrant").mkdir(parents=True, exist_ok=True)
-            client = AsyncQdrantClient(path=str(run_dir / "qdrant"))
-        return cls(client, embedder, prefix, server=bool(url))
+            return AsyncQdrantClient(path=str(run_dir / "qdrant"))
+
+        return cls(connect, embedder, prefix, server=bool(url))
+
+    async def ensure_collections(self) -> None:
+        """Open the store, load the model, create missing collections and check existing ones' size."""
+        async with self._opening:
+            if self._ready:
+                return
+            if self.client is None:
+                self.client = self._connect()
+            await self.embedder.load()
+            await self._create_or_check()
+            self._ready = True
+
+    async def _client(self) -> Any:
+        await self.ensure_collections()
+        return self.client
 
     def name(self, collection: str) -> str:
         return f"{self.prefix}{collection}"
 
-    async def ensure_collections(self) -> None:
+    async def _create_or_check(self) -> None:
         from qdrant_client import models
 
         for collection in (MOTIVATIONS, ANALYSES, COGNITION):
@@ -187,7 +251,7 @@ class VectorIndex:
             for p, v in zip(points, vectors, strict=True)
         ]
         await self._guard(
-            f"upsert into {collection}", self.client.upsert(self.name(collection), points=structs)
+            f"upsert into {collection}", (await self._client()).upsert(self.name(collection), points=structs)
         )
 
     async def delete_where(self, collection: str, field: str, value: str) -> None:
@@ -198,7 +262,9 @@ class VectorIndex:
                 must=[models.FieldCondition(key=field, match=models.MatchValue(value=value))]
             )
         )
-        await self._guard(f"delete from {collection}", self.client.delete(self.name(collection), selector))
+        await self._guard(
+            f"delete from {collection}", (await self._client()).delete(self.name(collection), selector)
+        )
 
     async def search(
         self,
@@ -226,7 +292,7 @@ class VectorIndex:
     ) -> list[Hit]:
         reply = await self._guard(
             f"search {collection}",
-            self.client.query_points(
+            (await self._client()).query_points(
                 self.name(collection),
                 query=list(vector),
                 limit=limit,
@@ -242,13 +308,16 @@ class VectorIndex:
         ids = {point_id(collection, k): k for k in keys}
         records = await self._guard(
             f"read {collection}",
-            self.client.retrieve(self.name(collection), ids=list(ids), with_payload=True),
+            (await self._client()).retrieve(self.name(collection), ids=list(ids), with_payload=True),
         )
         return {ids[str(r.id)]: dict(r.payload or {}) for r in records}
 
     async def count(self, collection: str) -> int:
-        reply = await self._guard(f"count {collection}", self.client.count(self.name(collection), exact=True))
+        reply = await self._guard(
+            f"count {collection}", (await self._client()).count(self.name(collection), exact=True)
+        )
         return int(reply.count)
 
     async def close(self) -> None:
-        await self.client.close()
+        if self.client is not None:
+            await self.client.close()

@@ -4,16 +4,28 @@ Services and extra subcommands are found through entry points, so this module
 never imports a service: `asiarch.services` maps a name to a
 ServiceDefinition, `asiarch.commands` to a function that adds a subcommand.
 Another package can therefore add or replace a service without touching ours.
+
+It also holds what the commands share to parse their arguments: the valid
+values of enumerated options, asked of their owner (the contract's enums, the
+LLM settings) only when a value is checked or listed, so that building the
+parser, which every command and every service start does, loads nothing of
+theirs; and the help formatter that shows each option's default.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
+import os
+import re
 import sys
-from collections.abc import Callable, Sequence
+import tempfile
+import tomllib
+from collections.abc import Callable, Iterable, Sequence
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
+from typing import Any, overload
 
 from asiarch.common import health_check
 from asiarch.common.config import load_settings
@@ -24,6 +36,160 @@ from asiarch.common.server import ServiceDefinition, serve
 SERVICES_GROUP = "asiarch.services"
 COMMANDS_GROUP = "asiarch.commands"
 EXIT_CONFIG = 2
+PROJECT = "asiarch"
+
+
+class Choices(Sequence[str]):
+    """The valid values of an option, read from their owner the first time argparse checks or lists them.
+
+    Give the option a `metavar` too: without one argparse lists the choices while the parser is built.
+    """
+
+    def __init__(self, owner: Callable[[], Iterable[str]]) -> None:
+        self._owner = owner
+
+    @functools.cached_property
+    def _values(self) -> tuple[str, ...]:
+        return tuple(self._owner())
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[str]: ...
+    def __getitem__(self, index: int | slice) -> str | Sequence[str]:
+        return self._values[index]
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
+def _contract_enum(enum_name: str, prefix: str) -> dict[str, int]:
+    """A contract enum as option values: BUDGET_PRESET_SMOKE is "smoke"; UNSPECIFIED (0) is no value."""
+    from asiarch.v1 import common_pb2
+
+    enum = getattr(common_pb2, enum_name)
+    return {name.removeprefix(prefix).lower(): value for name, value in enum.items() if value}
+
+
+@functools.cache
+def budget_presets() -> dict[str, int]:
+    """--budget names and their BudgetPreset values."""
+    return _contract_enum("BudgetPreset", "BUDGET_PRESET_")
+
+
+@functools.cache
+def proposal_modes() -> dict[str, int]:
+    """--mode names and their ProposalMode values."""
+    return _contract_enum("ProposalMode", "PROPOSAL_MODE_")
+
+
+def proposal_mode_value(mode: str | None) -> int:
+    """ProposeRequest.mode for a mode name; None is PROPOSAL_MODE_UNSPECIFIED (0): the researcher chooses."""
+    return proposal_modes()[mode] if mode else 0
+
+
+def _llm_backends() -> tuple[str, ...]:
+    from asiarch.common.llm.factory import BACKENDS
+
+    return BACKENDS
+
+
+BUDGETS = Choices(budget_presets)
+MODES = Choices(proposal_modes)
+LLM_BACKENDS = Choices(_llm_backends)
+
+
+def llm_backend(given: str | None) -> str:
+    """The LLM backend of the local services a command starts: --llm, else $ASIARCH_LLM_BACKEND, else none.
+
+    Raises ConfigError when the variable names no backend, before anything starts.
+    """
+    from asiarch.common.llm.factory import ENV_PREFIX
+
+    variable = f"{ENV_PREFIX}BACKEND"
+    backend = given or os.environ.get(variable) or "none"
+    if backend not in LLM_BACKENDS:
+        raise ConfigError(f"{variable}={backend!r} is not an LLM backend; valid: {', '.join(LLM_BACKENDS)}")
+    return backend
+
+
+def proposal_mode(mode: str | None, llm: str | None) -> str | None:
+    """The mode to ask a researcher for, given --mode and the researcher's LLM backend.
+
+    No --mode: code with an LLM, dsl without. `llm` None means the researcher is not ours and its LLM
+    is unknown: the answer is then --mode as given, and None lets the researcher choose
+    (PROPOSAL_MODE_UNSPECIFIED, the same rule on its side). --mode code without an LLM is refused
+    rather than run: the researcher could only answer with DSL mutations, hours of a run that is not
+    the one asked for.
+    """
+    if llm is None:
+        return mode
+    if mode is None:
+        return "dsl" if llm == "none" else "code"
+    if mode == "code" and llm == "none":
+        raise ConfigError(
+            "--mode code needs an LLM to write the code, and the researcher started here has none: "
+            f"give --llm {'|'.join(b for b in LLM_BACKENDS if b != 'none')} (or set ASIARCH_LLM_BACKEND), "
+            "or leave --mode out (without an LLM the researcher proposes DSL mutations)"
+        )
+    return mode
+
+
+def matching(pattern: re.Pattern[str], valid: str) -> Callable[[str], str]:
+    """An argparse type that accepts what the owner's pattern matches and otherwise lists what is valid."""
+
+    def parse(text: str) -> str:
+        if pattern.fullmatch(text) is None:
+            raise argparse.ArgumentTypeError(f"invalid value {text!r}; valid: {valid}")
+        return text
+
+    return parse
+
+
+def in_repository() -> bool:
+    """Whether the current directory is this project's root (its pyproject.toml names the project)."""
+    try:
+        with open("pyproject.toml", "rb") as file:
+            return bool(tomllib.load(file).get("project", {}).get("name") == PROJECT)
+    except (OSError, tomllib.TOMLDecodeError):
+        return False
+
+
+def output_path(given: Path | None, docs_name: str) -> Path:
+    """Where a command that writes a document writes it: --out when given; docs/NAME from the project's
+    root, where it is the project's own page; anywhere else a new temporary folder, so that running the
+    command elsewhere never writes into that directory's docs/."""
+    if given is not None:
+        return given
+    if in_repository():
+        return Path("docs") / docs_name
+    return Path(tempfile.mkdtemp(prefix=f"{PROJECT}-{Path(docs_name).stem}-")) / docs_name
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Adds "(default: X)" to every option that takes a value, unless its help already says the default.
+
+    Options whose default is None say in words what happens instead; flags are off unless given.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if (
+            not action.option_strings
+            or action.nargs == 0
+            or action.default in (None, argparse.SUPPRESS)
+            or "default" in text
+        ):
+            return action.help
+        return f"{text} (default: %(default)s)"
+
+
+class Parser(argparse.ArgumentParser):
+    """The parser of `asiarch` and of each command (add_subparsers passes the class on)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
 
 def _service_entry_points() -> dict[str, EntryPoint]:
@@ -78,9 +244,7 @@ def command_group(commands: argparse._SubParsersAction, name: str, help: str) ->
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="asiarch", description="Autonomous discovery of linear-attention architectures."
-    )
+    parser = Parser(prog=PROJECT, description="Autonomous discovery of linear-attention architectures.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve_cmd = commands.add_parser(
@@ -90,9 +254,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--host/--port override ASIARCH_HOST/ASIARCH_PORT.",
     )
     serve_cmd.add_argument("service", help="service name (see `asiarch services`)")
-    serve_cmd.add_argument("--host", help="interface to listen on (default 127.0.0.1)")
-    serve_cmd.add_argument("--port", type=int, help="port; 0 picks a free port and logs it")
-    serve_cmd.add_argument("--port-file", type=Path, help="write the bound port to this file once serving")
+    serve_cmd.add_argument("--host", help="interface to listen on (default: $ASIARCH_HOST, else 127.0.0.1)")
+    serve_cmd.add_argument(
+        "--port",
+        type=int,
+        help="port; 0 picks a free port and logs it (default: $ASIARCH_PORT, else the service's own)",
+    )
+    serve_cmd.add_argument(
+        "--port-file", type=Path, help="write the bound port to this file once serving (default: none)"
+    )
     serve_cmd.set_defaults(run=_run_serve)
 
     services_cmd = commands.add_parser("services", help="list the installed services")

@@ -7,6 +7,7 @@ record of the evaluation, so what was run is exactly what is reported.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -57,6 +58,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 DEFAULT_PRESET = "cpu"
+# The devices an evaluation runs on; the engineer's settings and the commands' --device check this too.
+DEVICE_PATTERN = re.compile(r"cpu|cuda(?::\d+)?")
+DEVICES = "'cpu', 'cuda' or 'cuda:N'"
 # Rung 2 trains longer on the same sizes (successive halving promotes the best).
 RUNG_STEP_FACTOR = {1: 1, 2: 4}
 OVERRIDABLE = (
@@ -114,8 +118,8 @@ def _validate(budget: dict[str, Any]) -> None:
     if not budget["wall_clock_seconds"] > 0:
         raise BudgetError(f"budget.wall_clock_seconds must be > 0, got {budget['wall_clock_seconds']}")
     device = budget["device"]
-    if device != "cpu" and not (device == "cuda" or device.startswith("cuda:")):
-        raise BudgetError(f"budget.device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    if DEVICE_PATTERN.fullmatch(device) is None:
+        raise BudgetError(f"budget.device must be {DEVICES}, got {device!r}")
 
 
 def resolve_rung_two(budget: dict[str, Any]) -> dict[str, Any]:

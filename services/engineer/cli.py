@@ -1,4 +1,4 @@
-"""`asiarch validate FILE` and `asiarch evaluate FILE`: talk to an engineer, or start one.
+"""`asiarch validate FILE`, `evaluate FILE` and `baselines`: talk to an engineer, or start one.
 
 Registered in the `asiarch.commands` entry-point group; imports nothing heavy
 until a command runs.
@@ -14,7 +14,10 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-PRESETS = ("smoke", "cpu", "gpu")
+from asiarch.common.cli import BUDGETS, budget_presets, matching, output_path
+from asiarch.engineer.budgets import DEVICE_PATTERN, DEVICES
+
+BASELINES_PAGE = "baselines.md"
 
 
 @contextlib.asynccontextmanager
@@ -62,7 +65,7 @@ async def _evaluate(args: argparse.Namespace) -> int:
     from asiarch.common.client import open_channel
     from asiarch.v1 import common_pb2, engineer_pb2, engineer_pb2_grpc
 
-    preset = common_pb2.BudgetPreset.Value(f"BUDGET_PRESET_{args.budget.upper()}")
+    preset = budget_presets()[args.budget]
     request = engineer_pb2.EvaluateRequest(
         experiment_id=args.id,
         proposal=common_pb2.Proposal(
@@ -110,14 +113,16 @@ def _print_summary(result: object) -> None:
 
 
 async def _baselines(args: argparse.Namespace) -> int:
-    """Evaluate every shipped baseline and write the table to docs/baselines.md."""
+    """Evaluate every shipped baseline and write the table where --out says (see output_path)."""
     import platform
     import time
 
     from asiarch.common.client import open_channel
     from asiarch.v1 import common_pb2, engineer_pb2, engineer_pb2_grpc
 
-    preset = common_pb2.BudgetPreset.Value(f"BUDGET_PRESET_{args.budget.upper()}")
+    out = output_path(args.out, BASELINES_PAGE)  # decided first: a bad --out costs no training
+    out.parent.mkdir(parents=True, exist_ok=True)
+    preset = budget_presets()[args.budget]
     rows = []
     async with _engineer(args.engineer) as address, open_channel(address, auth_token=_token()) as channel:
         stub = engineer_pb2_grpc.EngineerStub(channel)
@@ -160,13 +165,29 @@ async def _baselines(args: argparse.Namespace) -> int:
             f"{m.tokens_per_second:,.0f} | {m.parameters:,} | {seconds:.0f} |"
         )
     lines += ["", "Softmax attention is evaluated as a reference (quadratic, never a parent).", ""]
-    args.out.write_text("\n".join(lines))
+    out.write_text("\n".join(lines))
     print("\n".join(lines))
+    print(f"written to {out.resolve()}")
     return 0 if all(r.status == common_pb2.EVALUATION_STATUS_SUCCEEDED for _, r, _ in rows) else 1
 
 
 def _token() -> str | None:
     return os.environ.get("ASIARCH_AUTH_TOKEN") or None
+
+
+def _add_engineer(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument(
+        "--engineer",
+        default=os.environ.get("ASIARCH_ENGINEER_ADDRESS"),
+        help="engineer host:port (default: $ASIARCH_ENGINEER_ADDRESS, else one is started locally)",
+    )
+
+
+def _add_budget(cmd: argparse.ArgumentParser, default: str) -> None:
+    cmd.add_argument(
+        "--budget", choices=BUDGETS, metavar="PRESET", default=default, help="budget preset: %(choices)s"
+    )
+    cmd.add_argument("--seed", type=int, default=0, help="seed of the training run")
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -176,30 +197,31 @@ def register(commands: argparse._SubParsersAction) -> None:
     ):
         cmd = commands.add_parser(name, help=help_text)
         cmd.add_argument("file", type=Path, help="Python file defining the layer class")
-        cmd.add_argument("--class-name", default="DeltaNet", help="layer class (default DeltaNet)")
-        cmd.add_argument(
-            "--engineer",
-            default=os.environ.get("ASIARCH_ENGINEER_ADDRESS"),
-            help="engineer host:port (default $ASIARCH_ENGINEER_ADDRESS, else one is started locally)",
-        )
+        cmd.add_argument("--class-name", default="DeltaNet", help="layer class")
+        _add_engineer(cmd)
         cmd.add_argument(
             "--reference", action="store_true", help="a quadratic reference: skip the complexity verdict"
         )
         if name == "validate":
             cmd.add_argument("--static-only", action="store_true", help="static checks only; run nothing")
         else:
+            _add_budget(cmd, "smoke")
             cmd.add_argument(
-                "--budget", choices=PRESETS, default="smoke", help="budget preset (default smoke)"
+                "--device",
+                type=matching(DEVICE_PATTERN, DEVICES),
+                help=f"torch device: {DEVICES} (default: the engineer's)",
             )
-            cmd.add_argument("--device", help="cpu, cuda or cuda:N (default: the engineer's)")
-            cmd.add_argument("--seed", type=int, default=0)
             cmd.add_argument("--id", default="cli", help="experiment id to use")
             cmd.add_argument("--json", action="store_true", help="print the Evaluation as JSON")
         cmd.set_defaults(run=lambda args, runner=runner: asyncio.run(runner(args)))
 
-    cmd = commands.add_parser("baselines", help="evaluate the shipped baselines, write docs/baselines.md")
-    cmd.add_argument("--budget", choices=PRESETS, default="cpu")
-    cmd.add_argument("--seed", type=int, default=0)
-    cmd.add_argument("--engineer", default=os.environ.get("ASIARCH_ENGINEER_ADDRESS"))
-    cmd.add_argument("--out", type=Path, default=Path("docs/baselines.md"))
+    cmd = commands.add_parser("baselines", help=f"evaluate the shipped baselines, write {BASELINES_PAGE}")
+    _add_budget(cmd, "cpu")
+    _add_engineer(cmd)
+    cmd.add_argument(
+        "--out",
+        type=Path,
+        help=f"markdown file to write (default: docs/{BASELINES_PAGE} from the asiarch repository's root, "
+        "else a new temporary folder)",
+    )
     cmd.set_defaults(run=lambda args: asyncio.run(_baselines(args)))

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from asiarch.common.config import ServerSettings
+from asiarch.engineer.budgets import DEVICE_PATTERN
 
 
 class EngineerSettings(ServerSettings):
@@ -21,7 +22,7 @@ class EngineerSettings(ServerSettings):
     engineer_default_budget: Literal["smoke", "cpu", "gpu"] = Field(default="cpu")
     engineer_default_device: str = Field(
         default="cpu",
-        pattern=r"^(cpu|cuda(:\d+)?)$",
+        pattern=f"^(?:{DEVICE_PATTERN.pattern})$",
         description="cpu, cuda or cuda:N when a request says none.",
     )
     engineer_max_repairs: int = Field(

@@ -11,6 +11,9 @@ otherwise (it is recorded in `run.json`).
      "started_at": ISO-8601, "updated_at": ISO-8601, "pid": int,
      "cycles_done": int, "cycles_planned": int | null, "time_budget_minutes": float | null,
      "options": {"strategy", "mode", "llm", "budget", "seed", "parallel"},
+         (mode: what was asked for after defaults: null = the researcher chose; llm: null when nothing
+          started here uses an LLM)
+     "proposed": {origin: count} (how the candidates were actually produced, e.g. {"dsl_mutation": 2}),
      "services": {"selector": addr, "researcher": addr, "engineer": [addr, ...], "analyst": addr},
      "local_services": [names started by this run], "local_pids": {name: pid at start},
      "message": str}
@@ -21,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,12 +81,17 @@ def live_analyst(run_dir: Path) -> str | None:
 
 
 @contextlib.asynccontextmanager
-async def analyst_channel(run_dir: Path, address: str | None = None) -> AsyncIterator[grpc.aio.Channel]:
+async def analyst_channel(
+    run_dir: Path, address: str | None = None, say: Callable[[str], None] | None = None
+) -> AsyncIterator[grpc.aio.Channel]:
     """A channel to the run's analyst: `address` (or ASIARCH_ANALYST_ADDRESS) when given, else a local
     analyst started on the run directory's embedded stores for the duration of the block.
 
-    Qdrant's local mode admits one process per directory: while `discover` runs locally, point the
-    results commands at its analyst (the address is in run.json) instead of starting a second one.
+    The local analyst is a reader: it loads no embedding model and opens no vector store (the results
+    commands only list and get experiments), so it is serving in about a second; `say` is told
+    while it starts (a spinner's message). While `discover` runs locally, the results commands
+    talk to its analyst (the address is in run.json) instead of starting a second one on the same
+    stores.
     """
     settings = load_settings(OrchestratorSettings)
     address = address or settings.analyst_address or live_analyst(run_dir)
@@ -97,9 +105,13 @@ async def analyst_channel(run_dir: Path, address: str | None = None) -> AsyncIte
     env = {
         "ASIARCH_RUN_DIR": str(run_dir),
         "ASIARCH_ANALYST_INGEST_BUILTIN": "false",
+        # The results commands only read experiments: no embedding model, no Qdrant (seconds saved).
+        "ASIARCH_ANALYST_PRELOAD_VECTORS": "false",
         "ASIARCH_LLM_BACKEND": "none",
     }
     (run_dir / "logs").mkdir(parents=True, exist_ok=True)
+    if say is not None:
+        say(f"starting a local analyst on {run_dir}…")
     async with (
         local_service("analyst", env=env, log_path=run_dir / "logs" / "analyst-reader.log") as local,
         open_channel(local, auth_token=token) as channel,

@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-DEFAULT_RUNS = Path("runs")
+from asiarch.common.cli import BUDGETS, LLM_BACKENDS, MODES, Choices, matching
+from asiarch.engineer.budgets import DEVICE_PATTERN, DEVICES
 
 
 def _positive(kind: type) -> object:
@@ -24,7 +25,7 @@ def _positive(kind: type) -> object:
 
 
 def _run_dir(args: argparse.Namespace) -> Path:
-    from asiarch.orchestrator.access import latest_run
+    from asiarch.orchestrator.access import DEFAULT_RUNS, latest_run
 
     if args.run_dir is not None:
         return args.run_dir
@@ -41,6 +42,7 @@ async def _discover(args: argparse.Namespace) -> int:
 
     import grpc
 
+    from asiarch.common.cli import llm_backend, proposal_mode
     from asiarch.common.client import open_channel
     from asiarch.common.config import load_settings
     from asiarch.common.logs import configure_logging
@@ -52,6 +54,13 @@ async def _discover(args: argparse.Namespace) -> int:
     from asiarch.v1 import analyst_pb2_grpc, engineer_pb2_grpc, researcher_pb2_grpc, selector_pb2_grpc
 
     settings = load_settings(OrchestratorSettings)
+    analyst = args.analyst or settings.analyst_address
+    selector = args.selector or settings.selector_address
+    researcher = args.researcher or settings.researcher_address
+    engineers = split_addresses(args.engineer) if args.engineer else settings.engineers
+    # The LLM of the services started here; a researcher given by address has its own, unknown here.
+    llm = llm_backend(args.llm) if researcher is None or analyst is None else None
+    mode = proposal_mode(args.mode, llm if researcher is None else None)
     configure_logging(settings.log_level, settings.log_format, service="discover")
     run_dir = _run_dir(args)
     previous = read_run(run_dir)
@@ -68,7 +77,7 @@ async def _discover(args: argparse.Namespace) -> int:
         cycles=args.cycles,
         time_budget_minutes=args.time_budget,
         strategy=args.strategy,
-        mode=args.mode,
+        mode=mode,
         budget=args.budget,
         device=args.device or "",
         seed=args.seed,
@@ -85,10 +94,11 @@ async def _discover(args: argparse.Namespace) -> int:
         "started_at": previous.metadata.get("started_at") or datetime.now(UTC).isoformat(),
         "cycles_planned": args.cycles,
         "time_budget_minutes": args.time_budget,
+        # What this run does, defaults resolved: mode None is the researcher's own choice.
         "options": {
             "strategy": args.strategy,
-            "mode": args.mode,
-            "llm": args.llm,
+            "mode": mode,
+            "llm": llm,
             "budget": args.budget,
             "seed": args.seed,
             "parallel": args.parallel,
@@ -101,14 +111,10 @@ async def _discover(args: argparse.Namespace) -> int:
         metadata.update(changes, updated_at=datetime.now(UTC).isoformat())
         write_run(run_dir, metadata)
 
-    analyst = args.analyst or settings.analyst_address
-    selector = args.selector or settings.selector_address
-    researcher = args.researcher or settings.researcher_address
-    engineers = split_addresses(args.engineer) if args.engineer else settings.engineers
     base_env = {**os.environ, "ASIARCH_HOST": "127.0.0.1"}
     base_env.pop("ASIARCH_PORT", None)
-    if args.llm:
-        base_env["ASIARCH_LLM_BACKEND"] = args.llm
+    if llm is not None:
+        base_env["ASIARCH_LLM_BACKEND"] = llm
     local: list[str] = []
     pids: dict[str, int] = {}
     save(local_services=local, local_pids=pids)
@@ -172,8 +178,8 @@ async def _discover(args: argparse.Namespace) -> int:
                 analyst=analyst_pb2_grpc.AnalystStub(channels["analyst"]),
             )
 
-            async def cycle_done(cycle: int) -> None:
-                save(cycles_done=cycle)
+            async def cycle_done(cycle: int, proposed: dict[str, int]) -> None:
+                save(cycles_done=cycle, proposed=proposed)
 
             with display:
                 discovery = Discovery(options, stubs, display, on_cycle=cycle_done)
@@ -211,6 +217,15 @@ async def _summarise(analyst: str, run_dir: Path, display: Any) -> None:
     await summary.print_and_report(analyst, run_dir, display.console)
 
 
+def _strategies() -> list[str]:
+    from asiarch.selector.strategies import list_strategies
+
+    return [info.name for info in list_strategies()]
+
+
+STRATEGIES = Choices(_strategies)
+
+
 def register(commands: argparse._SubParsersAction) -> None:
     cmd = commands.add_parser(
         "discover",
@@ -219,39 +234,68 @@ def register(commands: argparse._SubParsersAction) -> None:
             "Select parents, propose, evaluate (with self-healing) and record, cycle after cycle. "
             "Services come from --selector/--researcher/--engineer/--analyst or ASIARCH_*_ADDRESS; any "
             "not given is started locally on 127.0.0.1 with the embedded stores in the run directory, "
-            "and stopped at the end."
+            "and stopped at the end. Every option is checked before anything starts."
         ),
     )
+    cmd.add_argument("--cycles", type=_positive(int), default=3, help="cycles of the run in total")
     cmd.add_argument(
-        "--cycles", type=_positive(int), default=3, help="cycles of the run in total (default 3)"
+        "--time-budget",
+        type=_positive(float),
+        help="minutes; no new cycle starts after it (default: no limit)",
     )
-    cmd.add_argument("--time-budget", type=_positive(float), help="minutes; no new cycle starts after it")
     cmd.add_argument(
-        "--strategy", default="asi-arch", help="parent selection: asi-arch, uct, hgm, lexicase, pareto"
+        "--strategy",
+        choices=STRATEGIES,
+        metavar="NAME",
+        default="asi-arch",
+        help="parent selection: %(choices)s",
     )
-    cmd.add_argument("--mode", choices=("code", "dsl"), default="code", help="proposals as LLM code or DSL")
+    cmd.add_argument(
+        "--mode",
+        choices=MODES,
+        metavar="MODE",
+        help="proposals as LLM code or DSL specs: %(choices)s (default: code with an LLM, dsl without; "
+        "the researcher's choice when it is not started here)",
+    )
     cmd.add_argument(
         "--llm",
-        choices=("none", "local", "tgi", "openai"),
-        default=None,
-        help="LLM backend of local researcher and analyst (default $ASIARCH_LLM_BACKEND or none)",
+        choices=LLM_BACKENDS,
+        metavar="BACKEND",
+        help="LLM backend of the local researcher and analyst: %(choices)s "
+        "(default: $ASIARCH_LLM_BACKEND, else none)",
     )
     cmd.add_argument(
-        "--budget", choices=("smoke", "cpu", "gpu"), default="cpu", help="training budget preset"
+        "--budget", choices=BUDGETS, metavar="PRESET", default="cpu", help="training budget: %(choices)s"
     )
-    cmd.add_argument("--device", help="torch device for evaluations (default: the engineer's)")
-    cmd.add_argument("--seed", type=int, default=0)
+    cmd.add_argument(
+        "--device",
+        type=matching(DEVICE_PATTERN, DEVICES),
+        help=f"torch device for evaluations: {DEVICES} (default: the engineer's)",
+    )
+    cmd.add_argument("--seed", type=int, default=0, help="seed of selection, proposals and training")
     cmd.add_argument(
         "--parallel", type=_positive(int), default=1, help="evaluations at once (spread over --engineer)"
     )
     cmd.add_argument("--promote", action="store_true", help="train again, longer, what beats the best loss")
-    cmd.add_argument("--run-dir", type=Path, help="where the run lives (default runs/<run-id>)")
+    cmd.add_argument(
+        "--run-dir",
+        type=Path,
+        help="where the run lives (default: runs/<--run-id>, else runs/run-<UTC time>; "
+        "with --resume the latest run under runs/)",
+    )
     cmd.add_argument("--run-id", help="run id (default: the run directory's name)")
     cmd.add_argument(
         "--resume", action="store_true", help="continue the run in --run-dir (default: the latest)"
     )
-    cmd.add_argument("--selector", help="host:port of a selector")
-    cmd.add_argument("--researcher", help="host:port of a researcher")
-    cmd.add_argument("--engineer", action="append", help="host:port of an engineer (repeat for several)")
-    cmd.add_argument("--analyst", help="host:port of an analyst")
+    for name in ("selector", "researcher", "analyst"):
+        cmd.add_argument(
+            f"--{name}",
+            help=f"host:port of the {name} (default: $ASIARCH_{name.upper()}_ADDRESS, else a local one)",
+        )
+    cmd.add_argument(
+        "--engineer",
+        action="append",
+        help="host:port of an engineer, repeat for several "
+        "(default: $ASIARCH_ENGINEER_ADDRESS, else a local one)",
+    )
     cmd.set_defaults(run=lambda args: asyncio.run(_discover(args)))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,18 +20,13 @@ from typing import Any, Protocol
 import grpc
 import structlog
 
+from asiarch.common.cli import budget_presets, proposal_mode_value
 from asiarch.orchestrator.retry import retrying
 from asiarch.v1 import analyst_pb2, common_pb2, engineer_pb2, researcher_pb2, selector_pb2
 
 log = structlog.get_logger("asiarch.discover")
 
 TERMINAL = {common_pb2.EXPERIMENT_STATUS_SUCCEEDED, common_pb2.EXPERIMENT_STATUS_FAILED}
-PRESETS = {
-    "smoke": common_pb2.BUDGET_PRESET_SMOKE,
-    "cpu": common_pb2.BUDGET_PRESET_CPU,
-    "gpu": common_pb2.BUDGET_PRESET_GPU,
-}
-MODES = {"code": common_pb2.PROPOSAL_MODE_CODE, "dsl": common_pb2.PROPOSAL_MODE_DSL}
 RECORD_TIMEOUT = 900.0  # an LLM judge and analysis on a slow server
 PROPOSE_TIMEOUT = 900.0
 EVALUATE_TIMEOUT = 6 * 3600.0
@@ -42,7 +38,7 @@ class Options:
     cycles: int | None = 3
     time_budget_minutes: float | None = None
     strategy: str = "asi-arch"
-    mode: str = "code"
+    mode: str | None = None  # None: the researcher chooses (code with an LLM, DSL without)
     budget: str = "cpu"
     device: str = ""
     seed: int = 0
@@ -85,7 +81,7 @@ class Discovery:
         options: Options,
         stubs: Stubs,
         display: Display,
-        on_cycle: Callable[[int], Awaitable[None]] | None = None,
+        on_cycle: Callable[[int, dict[str, int]], Awaitable[None]] | None = None,
     ) -> None:
         self.options, self.stubs, self.display, self.on_cycle = options, stubs, display, on_cycle
         self._next_engineer = 0
@@ -121,6 +117,16 @@ class Discovery:
         )
         return reply.experiment
 
+    async def proposed(self) -> dict[str, int]:
+        """How the run's candidates were proposed, by origin ("dsl_mutation": 3): what actually ran, which
+        --mode only asks for (an LLM proposal that fails becomes a DSL mutation)."""
+        origins = Counter(
+            common_pb2.ProposalOrigin.Name(e.proposal.origin).removeprefix("PROPOSAL_ORIGIN_").lower()
+            for e in await self.experiments()
+            if not e.is_baseline
+        )
+        return dict(sorted(origins.items()))
+
     # --- evaluation ---
 
     def _engineer(self) -> Any:
@@ -131,7 +137,7 @@ class Discovery:
 
     def _budget(self) -> common_pb2.Budget:
         return common_pb2.Budget(
-            preset=PRESETS[self.options.budget], device=self.options.device, seed=self.options.seed
+            preset=budget_presets()[self.options.budget], device=self.options.device, seed=self.options.seed
         )
 
     async def evaluate(
@@ -238,7 +244,7 @@ class Discovery:
             await self.run_cycle(cycle)
             done += 1
             if self.on_cycle is not None:
-                await self.on_cycle(cycle)
+                await self.on_cycle(cycle, await self.proposed())
             cycle += 1
         return done
 
@@ -306,7 +312,7 @@ class Discovery:
             request = researcher_pb2.ProposeRequest(
                 parent=parent,
                 references=references,
-                mode=MODES[self.options.mode],
+                mode=proposal_mode_value(self.options.mode),
                 seed=self.options.seed * 1_000_003 + cycle * 101 + slot,
                 run_id=self.options.run_id,
                 experiment_id=experiment_id,

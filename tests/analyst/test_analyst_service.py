@@ -375,6 +375,34 @@ def test_the_service_survives_bad_input(analyst: RunningService) -> None:
     assert analyst.process.poll() is None
 
 
+def test_without_preloading_reads_need_no_model_and_the_first_vector_call_loads_it(tmp_path: Path) -> None:
+    """ASIARCH_ANALYST_PRELOAD_VECTORS=false (what the results commands' reader uses): listing and
+    getting experiments leave the model and Qdrant alone; Record and FindSimilar load them on demand."""
+    env = {
+        "ASIARCH_RUN_DIR": str(tmp_path / "run"),
+        "ASIARCH_ANALYST_INGEST_BUILTIN": "false",
+        "ASIARCH_ANALYST_PRELOAD_VECTORS": "false",
+    }
+    service = start_service("analyst", tmp_path, env=env, timeout=60)
+    try:
+        stub = analyst_pb2_grpc.AnalystStub(service.channel())
+        listed = stub.ListExperiments(analyst_pb2.ListExperimentsRequest(run_id="lazy"), timeout=10)
+        assert listed.total == 0
+        assert not any(r.get("event") == "embedding model loaded" for r in service.log_records())
+        record(stub, experiment("lazy-base", baseline=True, run_id="lazy", motivation="The delta rule."))
+        similar = stub.FindSimilar(
+            analyst_pb2.FindSimilarRequest(motivation="the delta rule", run_id="lazy", k=1), timeout=60
+        )
+        assert [m.experiment_id for m in similar.matches] == ["lazy-base"]
+    finally:
+        assert service.stop() == 0
+    events = {r.get("event"): r for r in service.log_records()}
+    assert events["analyst ready"]["embedding_model_loaded"] is False
+    assert events["embedding model loaded"]["seconds"] > 0
+    closing = events["analyst closing"]
+    assert closing["embedding_model_loaded"] and closing["vector_store_opened"] and closing["torch_imported"]
+
+
 def test_an_unreachable_mongodb_fails_calls_unavailable_not_the_service(tmp_path: Path) -> None:
     """Real PyMongo against a port nobody listens on: calls fail UNAVAILABLE with the reason, the
     service stays up (health SERVING) and retries the cognition base in the background."""

@@ -1,15 +1,19 @@
-"""`asiarch validate` and `asiarch evaluate` as a user runs them."""
+"""`asiarch validate`, `asiarch evaluate` and `asiarch baselines` as a user runs them."""
 
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import layers
 import pytest
-from support import BIN, RunningService, start_service
+from support import BIN, REPO, RunningService, start_service
+
+from asiarch.common.cli import output_path
 
 
 @pytest.fixture(scope="module")
@@ -19,8 +23,8 @@ def engineer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServic
     assert service.stop() == 0
 
 
-def asiarch(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(BIN / "asiarch"), *args], capture_output=True, text=True, timeout=300)
+def asiarch(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN / "asiarch"), *args], capture_output=True, text=True, timeout=300, cwd=cwd)
 
 
 def write(tmp_path: Path, name: str, text: str) -> str:
@@ -59,3 +63,32 @@ def test_evaluate_prints_json_metrics(engineer: RunningService) -> None:
     assert result["status"] == "EVALUATION_STATUS_SUCCEEDED"
     assert result["metrics"]["val_loss"] > 0
     assert len(result["metrics"]["benchmarks"]) == 3
+
+
+@pytest.mark.slow  # four smoke evaluations: about 20 s on 2 cores
+def test_baselines_outside_the_repository_write_to_a_temporary_folder_and_say_where(
+    engineer: RunningService, tmp_path: Path
+) -> None:
+    done = asiarch("baselines", "--budget", "smoke", "--engineer", engineer.address, cwd=tmp_path)
+    written = re.search(r"written to (\S+)", done.stdout)
+    assert done.returncode == 0 and written, done.stdout[-2000:] + done.stderr[-2000:]
+    page = Path(written.group(1))
+    try:
+        assert page.name == "baselines.md" and "| gated-deltanet |" in page.read_text()
+        assert not page.is_relative_to(tmp_path) and list(tmp_path.iterdir()) == []  # no docs/ here
+    finally:
+        shutil.rmtree(page.parent)
+
+
+def test_baselines_write_the_docs_page_only_from_the_repository(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    given = tmp_path / "mine.md"
+    assert output_path(given, "baselines.md") == given
+    monkeypatch.chdir(REPO)
+    assert output_path(None, "baselines.md") == Path("docs/baselines.md")
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "someone-else"\n')
+    monkeypatch.chdir(tmp_path)
+    elsewhere = output_path(None, "baselines.md")
+    assert elsewhere.parent.is_dir() and not elsewhere.is_relative_to(tmp_path)
+    elsewhere.parent.rmdir()

@@ -1,4 +1,7 @@
-"""A small recorded run for the results-command tests: baselines, three cycles of children, one failure.
+"""A small recorded run for the results-command tests: baselines, four cycles of children, one failure.
+
+Most ids are the designs' names (short to type in the tests); the last cycle's ids are shaped as
+`discover` makes them (RUN.c0004.N), with names that share a prefix, for the id/name lookups.
 
 Layer sources are real: the researcher's DSL renders the baselines and mutated children, the
 engineer's softmax file is the reference, and one hand-written "kitchen sink" layer imports
@@ -115,6 +118,7 @@ def experiment(
     spec: ArchitectureSpec | None = None,
     generator: str = "",
     run_id: str = RUN_ID,
+    name: str = "",
 ) -> common_pb2.Experiment:
     parents = [parent] if isinstance(parent, str) else list(parent)
     metrics = common_pb2.Metrics(
@@ -155,13 +159,13 @@ def experiment(
     return common_pb2.Experiment(
         id=experiment_id,
         run_id=run_id,
-        name=experiment_id,
+        name=name or experiment_id,
         parent_ids=parents,
         cycle=cycle,
         is_baseline=baseline,
         status=common_pb2.EXPERIMENT_STATUS_FAILED if failed else common_pb2.EXPERIMENT_STATUS_SUCCEEDED,
         proposal=common_pb2.Proposal(
-            name=experiment_id,
+            name=name or experiment_id,
             motivation=motivation or f"{experiment_id}: a design worth measuring.",
             source=common_pb2.ArchitectureSource(module_source=source, class_name=class_name),
             spec_json=spec.model_dump_json() if spec else "",
@@ -174,6 +178,8 @@ def experiment(
             failed_stage=common_pb2.EVALUATION_STAGE_FUNCTIONAL_CHECKS if failed else 0,
             failure_reason="functional checks: the layer is not causal" if failed else "",
             checks=checks,
+            # The engineer records the source it evaluated even when nothing was repaired.
+            final_source=common_pb2.ArchitectureSource(module_source=source, class_name=class_name),
             metrics=metrics,
             budget=common_pb2.Budget(d_model=64, n_layers=2, n_heads=4, seq_len=128, train_steps=100),
             device="cpu: 2 threads",
@@ -287,6 +293,27 @@ def run_experiments() -> list[common_pb2.Experiment]:
             cycle=3,
             loss=2.30,
             recall=(0.25, 0.15),
+        ),
+        # Ids as discover makes them (the run id, the cycle, the slot), names that share a prefix.
+        experiment(
+            f"{RUN_ID}.c0004.0",
+            render(DELTANET),
+            name="c4-wide-keys",
+            parent="c3-best",
+            cycle=4,
+            loss=2.35,
+            recall=(0.28, 0.18),
+            motivation="Widen the keys and see whether recall follows.",
+        ),
+        experiment(
+            f"{RUN_ID}.c0004.1",
+            render(LINEAR_ATTENTION),
+            name="c4-wide-values",
+            parent="c3-best",
+            cycle=4,
+            loss=2.38,
+            recall=(0.26, 0.16),
+            motivation="Widen the values instead of the keys.",
         ),
         # Another run in the same store: never shown for this run.
         experiment(

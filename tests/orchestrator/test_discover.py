@@ -1,26 +1,38 @@
 """`asiarch discover` end to end: four real service processes, two cycles, then a resumed run during
-which the engineer is killed mid-cycle. Smoke budget, no LLM."""
+which the engineer is killed mid-cycle. Smoke budget, no LLM. Before those, the mistakes that must be
+refused before any service starts (they cost a second, not a run)."""
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from support import BIN
+from support import BIN, REPO
 
 from asiarch.analyst.repository import ExperimentRepository
 from asiarch.analyst.store import EmbeddedDatabase
+from asiarch.common.llm.factory import BACKENDS
+from asiarch.selector.strategies import list_strategies
 from asiarch.v1 import analyst_pb2, common_pb2
 
-# A discovery run with four services takes minutes, not the suite's default two.
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+# A refusal must come before anything starts: a second or so; generous for a loaded 2-core machine.
+REFUSED_WITHIN_S = 30
+
+
+def run_of_services(test: Callable[..., None]) -> Callable[..., None]:
+    """A test of a discovery run with four services: minutes, not the suite's default two."""
+    return pytest.mark.slow(pytest.mark.timeout(900)(test))
+
+
 TERMINAL = {common_pb2.EXPERIMENT_STATUS_SUCCEEDED, common_pb2.EXPERIMENT_STATUS_FAILED}
 BASELINES = 4  # linear-attention, deltanet, gated-deltanet, softmax-attention (reference)
 
@@ -56,6 +68,57 @@ def stored(run_dir: Path) -> list[common_pb2.Experiment]:
     return asyncio.run(load())
 
 
+def refused(run_dir: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    """Run discover with a mistake; assert it exits 2 quickly, having created nothing; its stderr."""
+    started = time.monotonic()
+    result = subprocess.run(
+        [str(BIN / "asiarch"), "discover", "--run-dir", str(run_dir), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=run_dir.parent,
+        env={**os.environ, **(env or {})},
+    )
+    elapsed = time.monotonic() - started
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    assert elapsed < REFUSED_WITHIN_S, f"refused after {elapsed:.1f} s"
+    assert not run_dir.exists(), "nothing may be written before the options are checked"
+    return result.stderr
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "valid"),
+    [
+        ("--strategy", "nope", [info.name for info in list_strategies()]),
+        ("--budget", "nope", ["smoke", "cpu", "gpu"]),
+        ("--llm", "nope", list(BACKENDS)),
+        ("--mode", "nope", ["code", "dsl"]),
+        ("--device", "tpu", ["'cpu'", "'cuda'", "'cuda:N'"]),
+    ],
+)
+def test_an_unknown_option_value_is_refused_at_once_with_the_valid_ones(
+    tmp_path: Path, flag: str, value: str, valid: list[str]
+) -> None:
+    stderr = refused(tmp_path / "run", flag, value)
+    assert f"argument {flag}" in stderr and repr(value) in stderr
+    for name in valid:
+        assert name in stderr
+
+
+def test_code_without_an_llm_is_refused_rather_than_run_as_dsl(tmp_path: Path) -> None:
+    stderr = refused(tmp_path / "run", "--mode", "code", "--llm", "none")
+    assert "--mode code needs an LLM" in stderr and "--llm local|tgi|openai" in stderr
+
+
+def test_an_unknown_llm_backend_in_the_environment_is_refused(tmp_path: Path) -> None:
+    stderr = refused(tmp_path / "run", env={"ASIARCH_LLM_BACKEND": "gpt"})
+    assert "ASIARCH_LLM_BACKEND='gpt'" in stderr and "none, local, tgi, openai" in stderr
+
+
+# The environment a user's shell gives: no PYTHONSAFEPATH to hide a child started without -P.
+UNSAFE_PATH_ENV = {k: v for k, v in os.environ.items() if k not in ("PYTHONSAFEPATH", "PYTHONPATH")}
+
+
 @dataclass
 class FirstRun:
     run_dir: Path
@@ -66,13 +129,39 @@ class FirstRun:
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory: pytest.TempPathFactory) -> FirstRun:
     run_dir = tmp_path_factory.mktemp("discover") / "e2e"
+    # From the repository root, as `make run` does: there our kernels/ folder has the name of Hugging
+    # Face's `kernels` package, which transformers imports in the services (issue 14).
     result = subprocess.run(
-        discover(run_dir, "--cycles", "2"), capture_output=True, text=True, timeout=900, cwd=run_dir.parent
+        discover(run_dir, "--cycles", "2"),
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=REPO,
+        env=UNSAFE_PATH_ENV,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return FirstRun(run_dir, result.stdout, stored(run_dir))
 
 
+@run_of_services
+def test_the_run_and_a_results_command_work_from_the_repository_root(first_run: FirstRun) -> None:
+    # The hazard is real in this environment: Hugging Face's `kernels` is installed beside our folder.
+    spec = importlib.util.find_spec("kernels")
+    assert spec is not None and spec.origin is not None and "site-packages" in spec.origin
+    assert (REPO / "kernels" / "__init__.py").exists()
+    result = subprocess.run(
+        [str(BIN / "asiarch"), "leaderboard", "--run-dir", str(first_run.run_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        env=UNSAFE_PATH_ENV,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Leaderboard of run e2e" in result.stdout and "deltanet" in result.stdout
+
+
+@run_of_services
 def test_a_run_records_baselines_and_candidates_with_parents_fitness_and_analysis(
     first_run: FirstRun,
 ) -> None:
@@ -95,10 +184,15 @@ def test_a_run_records_baselines_and_candidates_with_parents_fitness_and_analysi
     assert any(c.status == common_pb2.EXPERIMENT_STATUS_SUCCEEDED for c in candidates)
 
 
+@run_of_services
 def test_the_run_is_described_on_disk_and_on_screen(first_run: FirstRun) -> None:
     metadata = json.loads((first_run.run_dir / "run.json").read_text())
     assert metadata["state"] == "finished" and metadata["cycles_done"] == 2
     assert set(metadata["local_services"]) == {"analyst", "selector", "researcher", "engineer"}
+    # No LLM: DSL is what was asked for (not code, then a fallback) and what ran, and nothing warns.
+    assert metadata["options"]["mode"] == "dsl" and metadata["options"]["llm"] == "none"
+    assert metadata["proposed"] == {"dsl_mutation": 2}
+    assert "no LLM configured" not in first_run.output
     for name in ("analyst", "selector", "researcher", "engineer"):
         assert (first_run.run_dir / "logs" / f"{name}.log").stat().st_size > 0
     assert "Leaderboard of run e2e" in first_run.output
@@ -107,6 +201,7 @@ def test_the_run_is_described_on_disk_and_on_screen(first_run: FirstRun) -> None
     assert (first_run.run_dir / "report.html").exists()
 
 
+@run_of_services
 def test_a_finished_run_is_not_overwritten_without_resume(first_run: FirstRun) -> None:
     result = subprocess.run(
         discover(first_run.run_dir, "--cycles", "1"), capture_output=True, text=True, timeout=60
@@ -114,6 +209,7 @@ def test_a_finished_run_is_not_overwritten_without_resume(first_run: FirstRun) -
     assert result.returncode == 2 and "--resume" in result.stderr
 
 
+@run_of_services
 def test_resume_survives_an_engineer_killed_mid_cycle(first_run: FirstRun) -> None:
     """--resume runs cycle 3; the engineer is killed while it works; the local engineer is restarted on
     its port, the evaluation retried, and nothing is lost or recorded twice."""
@@ -150,4 +246,5 @@ def test_resume_survives_an_engineer_killed_mid_cycle(first_run: FirstRun) -> No
             assert e == before[e.id]
     third = next(e for e in after if e.cycle == 3)
     assert third.evaluation.status == common_pb2.EVALUATION_STATUS_SUCCEEDED, third.evaluation.failure_reason
-    assert json.loads((first_run.run_dir / "run.json").read_text())["cycles_done"] == 3
+    metadata = json.loads((first_run.run_dir / "run.json").read_text())
+    assert metadata["cycles_done"] == 3 and metadata["proposed"] == {"dsl_mutation": 3}

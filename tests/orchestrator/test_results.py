@@ -2,7 +2,8 @@
 
 A real analyst process holds a small recorded run (results_data.py); every command runs as a
 user would run it, `asiarch ...` in a subprocess, and the tests check what a user would see.
-The last test stops that analyst and lets a command start its own on the run directory.
+The last tests stop that analyst, let commands start their own (a reader) on the run directory,
+and check from its log that reading a run never loaded the embedding model.
 """
 
 from __future__ import annotations
@@ -52,6 +53,16 @@ assert not [m for m in sys.modules if m.split(".")[0] == "asiarch"], "an export 
 """
 
 
+def dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped): what run.json holds after a run."""
+    process = subprocess.Popen([sys.executable, "-c", ""])
+    process.wait()
+    return process.pid
+
+
+DEAD_PID = dead_pid()
+
+
 def metadata(analyst_address: str, state: str = "running") -> dict[str, object]:
     return {
         "run_id": results_data.RUN_ID,
@@ -77,6 +88,12 @@ def metadata(analyst_address: str, state: str = "running") -> dict[str, object]:
             "analyst": analyst_address,
         },
         "local_services": ["selector", "researcher", "engineer", "analyst"],
+        "local_pids": {
+            "selector": DEAD_PID,
+            "researcher": DEAD_PID,
+            "engineer": DEAD_PID,
+            "analyst": DEAD_PID,
+        },
         "message": "",
     }
 
@@ -162,6 +179,9 @@ def test_leaderboard_ranks_succeeded_designs_by_fitness(
     fitness = recorded["c3-best"].fitness
     assert best["fitness"] == pytest.approx(fitness.total)
     assert best["loss_score"] + best["benchmark_score"] + best["judge_score"] == pytest.approx(fitness.total)
+    # discover's ids lose the run's prefix in short_id (what the table shows and `show` accepts)
+    assert by_id[f"{results_data.RUN_ID}.c0004.0"]["short_id"] == "c0004.0"
+    assert best["short_id"] == "c3-best"
 
     everything = json.loads(ok(command("leaderboard", "--json", "--all", run_dir=run_dir, analyst=analyst)))
     statuses = {r["id"]: r["status"] for r in everything}
@@ -180,6 +200,7 @@ def test_leaderboard_table_shows_the_columns_and_markers(
     header = next(line for line in table.splitlines() if "fitness" in line)
     for column in (
         "#",
+        "id",
         "name",
         "fitness",
         "loss",
@@ -194,17 +215,20 @@ def test_leaderboard_table_shows_the_columns_and_markers(
     order = expected_order(recorded)
     rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in table.splitlines() if "│" in line]
     assert [r[0] for r in rows] == [str(i) for i in range(1, len(order) + 1)]
-    assert [r[1].split(" [")[0] for r in rows] == order
-    by_name = {r[1].split(" [")[0]: r for r in rows}
-    assert by_name["deltanet"][1] == "deltanet [baseline]" and by_name["c3-best"][9] == "c2-l2"
+    # the id column is the id `show` and `export` take, without the run's prefix; then the name
+    assert [r[1] for r in rows] == [i.removeprefix(f"{results_data.RUN_ID}.") for i in order]
+    assert [r[2].split(" [")[0] for r in rows] == [recorded[i].name for i in order]
+    by_name = {r[2].split(" [")[0]: r for r in rows}
+    assert by_name["c4-wide-keys"][1] == "c0004.0"
+    assert by_name["deltanet"][2] == "deltanet [baseline]" and by_name["c3-best"][10] == "c2-l2"
     best = recorded[order[0]].fitness
-    assert by_name[order[0]][2:6] == [
+    assert by_name[recorded[order[0]].name][3:7] == [
         f"{best.total:.3f}",
         *(f"{x:.2f}" for x in (best.loss_score, best.benchmark_score, best.judge_score)),
     ]
     breakthroughs = {i for i in order if recorded[i].analysis.breakthrough}
     assert breakthroughs, "the recorded run should contain a breakthrough"
-    assert {name for name, r in by_name.items() if "★" in r[-1]} == breakthroughs
+    assert {name for name, r in by_name.items() if "★" in r[-1]} == {recorded[i].name for i in breakthroughs}
 
 
 # ---------------------------------------------------------------------------------------------- show
@@ -250,18 +274,58 @@ def test_show_prints_everything_about_one_experiment(
     assert e.analysis.synthesis.split("\n")[0][:40] in " ".join(text.split())
     assert ("BREAKTHROUGH" in text) == e.analysis.breakthrough
 
+    # the code panel says "after repair" only when there were repairs (every experiment has a final source)
+    assert "Code: class DeltaNet (after 1 repair)" in text
+    unrepaired = ok(command("show", "c1-gate", run_dir=run_dir, analyst=analyst))
+    assert (
+        "Code: class DeltaNet" in unrepaired
+        and "after" not in unrepaired.split("Code: class")[1].split("\n")[0]
+    )
+    assert "Repair attempts" not in unrepaired
+
     failed = ok(command("show", "c2-fail", run_dir=run_dir, analyst=analyst))
     assert "FAILED" in failed and "output at t=3 changes when token 7 changes (line 41)" in failed
     assert "the layer is not causal" in failed
 
 
-def test_show_an_unknown_id_exits_1(
+def test_show_an_unknown_id_says_once_what_to_type_instead(
     recorded: dict[str, common_pb2.Experiment], run_dir: Path, analyst: RunningService
 ) -> None:
-    result = command("show", "no-such-design", run_dir=run_dir, analyst=analyst)
-    assert result.returncode == 1
-    assert "no experiment with id 'no-such-design'" in result.stderr
-    assert "Traceback" not in result.stderr
+    for name in ("show", "export"):
+        result = command(name, "no-such-design", run_dir=run_dir, analyst=analyst)
+        assert result.returncode == 1 and result.stdout == ""
+        [line] = result.stderr.splitlines()
+        assert line.startswith(f"asiarch {name}: no experiment of run 'results-run'")
+        assert line.count("no-such-design") == 1, line
+        assert f"`asiarch leaderboard --all --run-dir {run_dir}`" in line
+    # not shaped like an id at all (spaces): the same sentence, not a validation error
+    result = command("show", "my best design", run_dir=run_dir, analyst=analyst)
+    assert result.returncode == 1 and "has the id or name 'my best design'" in result.stderr
+
+
+def test_show_and_export_take_a_short_id_a_name_or_a_unique_prefix(
+    recorded: dict[str, common_pb2.Experiment], run_dir: Path, analyst: RunningService, tmp_path: Path
+) -> None:
+    def shown(reference: str) -> str:
+        text = ok(command("show", reference, run_dir=run_dir, analyst=analyst))
+        return re.search(r"^\s*│?\s*id\s+(\S+)", text, re.M).group(1)  # type: ignore[union-attr]
+
+    keys, values = f"{results_data.RUN_ID}.c0004.0", f"{results_data.RUN_ID}.c0004.1"
+    assert shown(keys) == keys  # the full id
+    assert shown("c0004.1") == values  # the leaderboard's id column
+    assert shown("c4-wide-values") == values  # the name
+    assert shown("c4-wide-k") == keys  # a unique name prefix
+    assert shown("c3-b") == "c3-best"
+    out = tmp_path / "values.py"
+    ok(command("export", "c4-wide-v", "--out", str(out), run_dir=run_dir, analyst=analyst))
+    assert out.read_text().startswith("# c4-wide-values: ")
+
+    for ambiguous in ("c4-wide", f"{results_data.RUN_ID}.c0004"):
+        result = command("show", ambiguous, run_dir=run_dir, analyst=analyst)
+        assert result.returncode == 1 and result.stdout == ""
+        [line] = result.stderr.splitlines()
+        assert f"'{ambiguous}' matches 2 experiments" in line
+        assert "c0004.0 (c4-wide-keys)" in line and "c0004.1 (c4-wide-values)" in line
 
 
 def test_without_a_run_the_commands_say_how_to_name_one(tmp_path: Path) -> None:
@@ -535,9 +599,19 @@ def test_status_reports_the_run_and_its_analyst(
     assert status["analyst"]["best"]["id"] == next(
         i for i in expected_order(recorded) if not recorded[i].is_baseline
     )
+    # a live run: each service is asked (only the analyst is really there)
+    assert status["service_states"] == {
+        "analyst": "alive",
+        "selector": "not answering",
+        "researcher": "not answering",
+        "engineer": "not answering",
+    }
     text = ok(asiarch("status", "--run-dir", str(run_dir)))
     for fragment in ("results-run", "running", "3 of 5", "alive", "strategy=ucb", f"{len(mine)} (", "best"):
         assert fragment in text, fragment
+    assert re.search(rf"analyst\s+{re.escape(analyst.address)} \(local, alive\)", text)
+    assert re.search(r"selector\s+127\.0\.0\.1:1 \(local, not answering\)", text)
+    assert "recorded them" not in text
 
 
 def test_status_without_a_reachable_analyst_shows_run_json(
@@ -563,3 +637,47 @@ def test_leaderboard_starts_its_own_analyst_on_the_run_directory(
     rows = json.loads(ok(asiarch("leaderboard", "--json", "--run-dir", str(run_dir), timeout=180)))
     assert [r["id"] for r in rows] == expected_order(recorded)
     assert (run_dir / "logs" / "analyst-reader.log").exists()
+
+    # a finished run: its services are reported as the run's, stopped; not as if they were current
+    status = json.loads(ok(asiarch("status", "--json", "--local", "--run-dir", str(run_dir))))
+    assert status["run_alive"] is False and status["analyst"]["reachable"] is True
+    assert set(status["service_states"].values()) == {"stopped"}
+    text = ok(asiarch("status", "--run-dir", str(run_dir)))
+    assert "the run's services, as run.json recorded them (the run is finished)" in text
+    assert re.search(r"analyst\s+127\.0\.0\.1:1 \(local, stopped\)", text)
+    assert "alive" not in text
+    assert "c0004.0" in ok(asiarch("show", "c4-wide-k", "--run-dir", str(run_dir)))
+
+
+def test_reading_a_run_never_loads_the_embedding_model(
+    recorded: dict[str, common_pb2.Experiment], run_dir: Path, analyst: RunningService
+) -> None:
+    # Runs after the local-reader test above: every reader it started has stopped and said what it loaded.
+    closing = [
+        json.loads(line)
+        for line in (run_dir / "logs" / "analyst-reader.log").read_text().splitlines()
+        if '"analyst closing"' in line
+    ]
+    assert len(closing) >= 3, "each local reader logs what it loaded when it stops"
+    for record in closing:
+        assert record["embedding_model_loaded"] is False and record["torch_imported"] is False, record
+        assert record["vector_store_opened"] is False, record
+    # the signal is real: the module's analyst recorded experiments, which needs the model
+    [stopped] = [r for r in analyst.log_records() if r.get("event") == "analyst closing"]
+    assert stopped["embedding_model_loaded"] is True and stopped["torch_imported"] is True
+
+
+# ---------------------------------------------------------------------------------------------- plots
+
+
+def test_the_fitness_plot_has_whole_cycle_ticks() -> None:
+    from asiarch.orchestrator.results import plots
+
+    experiments = [e for e in results_data.run_experiments() if e.cycle <= 2]  # few cycles: 0.5 steps before
+    for e in experiments:
+        e.fitness.total = 1.0 + e.cycle / 10
+    figure = plots.fitness_over_cycles(experiments)
+    figure.draw_without_rendering()
+    [ax] = figure.axes
+    labels = [t.get_text().replace("\u2212", "-") for t in ax.get_xticklabels() if t.get_text()]
+    assert labels and all(re.fullmatch(r"-?\d+", label) for label in labels), labels

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -15,6 +15,8 @@ from asiarch.common.llm.openai_compat import JsonMode, OpenAICompatibleClient
 from asiarch.common.llm.tgi import TGIClient
 
 ENV_PREFIX = "ASIARCH_LLM_"
+Backend = Literal["none", "local", "tgi", "openai"]
+BACKENDS: tuple[str, ...] = get_args(Backend)  # the commands' --llm choices
 
 
 class LLMSettings(BaseSettings):
@@ -22,7 +24,7 @@ class LLMSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
 
-    backend: Literal["none", "local", "tgi", "openai"] = Field(
+    backend: Backend = Field(
         default="none", description="none: no LLM (deterministic paths); local: in-process GGUF; tgi; openai."
     )
     url: str | None = Field(default=None, description="Server base URL (tgi, openai).")

@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import Any
 
 Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
+REFERENCE_HELP = (
+    "the experiment: its id (the leaderboard's id column), its name, or a unique prefix of either"
+)
 
 
 def _run(command: Command) -> Callable[[argparse.Namespace], int]:
@@ -84,12 +87,14 @@ def _figure_format(out: Path, given: str | None) -> str:
 async def _lineage(args: argparse.Namespace) -> int:
     from . import lineage, plots
     from .fetch import load_run, resolve_run_dir
+    from .progress import spinner
 
     fmt = _figure_format(args.out, args.format)
     data = await load_run(resolve_run_dir(args.run_dir), args.analyst)
-    figure = lineage.draw(data.experiments, f"Evolution tree of run {data.info.run_id}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    plots.save(figure, args.out, fmt)
+    with spinner(f"drawing the evolution tree of {len(data.experiments)} experiments…"):
+        figure = lineage.draw(data.experiments, f"Evolution tree of run {data.info.run_id}")
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        plots.save(figure, args.out, fmt)
     print(args.out)
     return 0
 
@@ -97,10 +102,13 @@ async def _lineage(args: argparse.Namespace) -> int:
 async def _report(args: argparse.Namespace) -> int:
     from . import report
     from .fetch import load_run, resolve_run_dir
+    from .progress import spinner
 
     run_dir = resolve_run_dir(args.run_dir)
     data = await load_run(run_dir, args.analyst)
-    print(report.write(data, args.out or run_dir / "report.html"))
+    with spinner(f"drawing the report's figures ({len(data.experiments)} experiments)…"):
+        written = report.write(data, args.out or run_dir / "report.html")
+    print(written)
     return 0
 
 
@@ -154,7 +162,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     cmd = commands.add_parser("show", help="everything about one experiment: code, metrics, checks, analysis")
     _common(cmd)
-    cmd.add_argument("id", help="experiment id (see `asiarch leaderboard --json`)")
+    cmd.add_argument("id", help=REFERENCE_HELP)
     cmd.add_argument("--json", action="store_true", help="print the Experiment as JSON")
     cmd.set_defaults(run=_run(_show))
 
@@ -171,7 +179,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     cmd = commands.add_parser("export", help="one design as a standalone PyTorch file (no asiarch needed)")
     _common(cmd)
-    cmd.add_argument("id", help="experiment id")
+    cmd.add_argument("id", help=REFERENCE_HELP)
     cmd.add_argument("--out", type=Path, help="Python file to write (default: print it)")
     cmd.set_defaults(run=_run(_export))
 

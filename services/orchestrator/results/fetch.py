@@ -1,4 +1,9 @@
-"""Reading a run through the Analyst API: which run, all its experiments, one experiment."""
+"""Reading a run through the Analyst API: which run, all its experiments, one experiment.
+
+One experiment is named by its id, its id without the run's prefix (the leaderboard's id
+column), its name, or a unique prefix of any of these; a reference that matches nothing or
+several experiments is one sentence saying what to type instead.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +17,14 @@ from asiarch.common.errors import ConfigError
 from asiarch.orchestrator.access import DEFAULT_RUNS, RunInfo, analyst_channel, latest_run, read_run
 from asiarch.v1 import analyst_pb2, analyst_pb2_grpc, common_pb2
 
+from . import summary as s
+from .progress import spinner
+
 # Experiments carry their source, loss curve and analysis (tens of KiB each): 100 per page stays far
 # below the 16 MiB message limit of the channel.
 PAGE_SIZE = 100
 RPC_TIMEOUT = 60.0
+MAX_LISTED = 10  # matches named in an "ambiguous" message
 
 
 class ResultsError(Exception):
@@ -82,41 +91,88 @@ async def list_experiments(
             return found
 
 
-async def get_experiment(channel: grpc.aio.Channel, experiment_id: str) -> common_pb2.Experiment:
+async def get_experiment(channel: grpc.aio.Channel, experiment_id: str) -> common_pb2.Experiment | None:
+    """The experiment with exactly this id (of any run), or None."""
     stub = analyst_pb2_grpc.AnalystStub(channel)
     try:
         return await stub.GetExperiment(
             analyst_pb2.GetExperimentRequest(id=experiment_id), timeout=RPC_TIMEOUT
         )
     except grpc.aio.AioRpcError as exc:
+        # INVALID_ARGUMENT: not shaped like an id (a name with spaces, say); it may still be a name.
         if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
-            raise ResultsError(f"no experiment with id {experiment_id!r} ({exc.details()})") from None
+            return None
         raise rpc_error(exc, f"reading experiment {experiment_id!r}") from None
+
+
+def _hint(run_dir: Path) -> str:
+    return f"run `asiarch leaderboard --all --run-dir {run_dir}` to see ids and names"
+
+
+async def find_experiment(channel: grpc.aio.Channel, info: RunInfo, reference: str) -> common_pb2.Experiment:
+    """The one experiment `reference` names: an id, an id without the run's prefix (what the
+    leaderboard shows), a name, or a unique prefix of any of these, tried in that order.
+
+    Raises ResultsError (one sentence, with what to type instead) when nothing or several match.
+    """
+    for candidate in dict.fromkeys((reference, f"{info.run_id}.{reference}")):
+        found = await get_experiment(channel, candidate)
+        if found is not None:
+            return found
+    experiments = await list_experiments(channel, info.run_id)
+    named = [e for e in experiments if e.name == reference]
+    matches = named or [
+        e
+        for e in experiments
+        if e.id.startswith(reference) or s.short_id(e).startswith(reference) or e.name.startswith(reference)
+    ]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise ResultsError(
+            f"no experiment of run {info.run_id!r} has the id or name {reference!r}: {_hint(info.run_dir)}"
+        )
+    listed = ", ".join(
+        s.short_id(e) if e.name == s.short_id(e) else f"{s.short_id(e)} ({e.name})"
+        for e in matches[:MAX_LISTED]
+    )
+    more = f" and {len(matches) - MAX_LISTED} more" if len(matches) > MAX_LISTED else ""
+    raise ResultsError(
+        f"{reference!r} matches {len(matches)} experiments of run {info.run_id!r}: {listed}{more}; "
+        "give more of the id or the name"
+    )
 
 
 async def load_run(run_dir: Path, address: str | None) -> RunData:
     """run.json and every experiment of the run, from its analyst (a local one when none is given)."""
     info = read_run(run_dir)
-    async with analyst_channel(run_dir, address) as channel:
-        experiments = await list_experiments(channel, info.run_id)
+    with spinner(f"reading run {info.run_id}…") as say:
+        async with analyst_channel(run_dir, address, say) as channel:
+            say(f"reading the experiments of run {info.run_id}…")
+            experiments = await list_experiments(channel, info.run_id)
     return RunData(info, experiments)
 
 
-async def load_experiment(run_dir: Path, address: str | None, experiment_id: str) -> common_pb2.Experiment:
-    async with analyst_channel(run_dir, address) as channel:
-        return await get_experiment(channel, experiment_id)
+async def load_experiment(run_dir: Path, address: str | None, reference: str) -> common_pb2.Experiment:
+    """The experiment `reference` names (see find_experiment)."""
+    info = read_run(run_dir)
+    with spinner(f"reading run {info.run_id}…") as say:
+        async with analyst_channel(run_dir, address, say) as channel:
+            say(f"finding {reference!r}…")
+            return await find_experiment(channel, info, reference)
 
 
 async def load_with_names(
-    run_dir: Path, address: str | None, experiment_id: str
+    run_dir: Path, address: str | None, reference: str
 ) -> tuple[common_pb2.Experiment, dict[str, str]]:
     """One experiment and the names of its parents (one channel, so a local analyst starts once)."""
-    async with analyst_channel(run_dir, address) as channel:
-        experiment = await get_experiment(channel, experiment_id)
-        names = {experiment.id: experiment.name}
-        for parent in experiment.parent_ids:
-            try:
-                names[parent] = (await get_experiment(channel, parent)).name
-            except ResultsError:
-                names[parent] = parent
+    info = read_run(run_dir)
+    with spinner(f"reading run {info.run_id}…") as say:
+        async with analyst_channel(run_dir, address, say) as channel:
+            say(f"finding {reference!r}…")
+            experiment = await find_experiment(channel, info, reference)
+            names = {experiment.id: experiment.name}
+            for parent in experiment.parent_ids:
+                found = await get_experiment(channel, parent)
+                names[parent] = found.name if found is not None else parent
     return experiment, names

@@ -77,6 +77,10 @@ def fitness_over_cycles(experiments: Sequence[common_pb2.Experiment]) -> Figure:
             best = max(best, *(e.fitness.total for e in selectable if e.cycle == cycle))
             curve.append(best)
         ax.step(cycles, curve, where="post", color="#d95f0e", lw=2, label="best so far")
+    from matplotlib.ticker import MaxNLocator
+
+    # Cycles are whole numbers: a tick at 0.5 reads as a cycle that never happened.
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("cycle (0 = baselines)")
     ax.set_ylabel("fitness (total, 0-3)")
     ax.grid(alpha=0.3)

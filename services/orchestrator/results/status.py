@@ -1,7 +1,14 @@
-"""`asiarch status`: run.json, plus counts and the best design from the analyst when one answers quickly."""
+"""`asiarch status`: run.json, plus counts and the best design from the analyst when one answers quickly.
+
+The services run.json names are the run's, not necessarily anyone's now: while the run's
+`discover` is alive each is asked for its health (alive or not answering); once the run is over
+the ones it started are reported stopped (their recorded pids are checked), and the ones it was
+given are not checked.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import os
 from pathlib import Path
@@ -14,8 +21,10 @@ from asiarch.orchestrator.access import analyst_channel, live_analyst, read_run
 from asiarch.v1 import analyst_pb2, analyst_pb2_grpc, common_pb2
 
 from . import summary as s
+from .progress import spinner
 
 QUICK = 3.0  # seconds an RPC may take before the analyst counts as unreachable
+HEALTH_TIMEOUT = 1.0  # seconds a service of a live run may take to answer its health check
 
 
 def process_alive(pid: Any) -> bool | None:
@@ -72,6 +81,52 @@ async def _from_analyst(channel: grpc.aio.Channel, run_id: str, rpc_timeout: flo
     }
 
 
+async def _serving(address: str) -> bool:
+    """Whether the gRPC health check at `address` answers SERVING within HEALTH_TIMEOUT."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    async with grpc.aio.insecure_channel(address) as channel:
+        try:
+            reply = await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=HEALTH_TIMEOUT
+            )
+        except grpc.aio.AioRpcError:
+            return False
+    return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def service_states(meta: dict[str, Any], run_alive: bool) -> dict[str, str]:
+    """name -> "alive" | "not answering" (run alive), "stopped" | "not checked" | "pid N still exists"."""
+    services = meta.get("services") or {}
+    local = set(meta.get("local_services") or [])
+    pids = meta.get("local_pids") or {}
+    if run_alive:
+        names = list(services)
+        addresses = [[a] if isinstance(a, str) else list(a) for a in services.values()]
+        answers = await asyncio.gather(*(_serving(a) for group in addresses for a in group))
+        states, i = {}, 0
+        for name, group in zip(names, addresses, strict=True):
+            alive = answers[i : i + len(group)]
+            i += len(group)
+            states[name] = (
+                "alive"
+                if all(alive)
+                else "not answering"
+                if not any(alive)
+                else f"{sum(alive)} of {len(alive)} alive"
+            )
+        return states
+    states = {}
+    for name in services:
+        if name not in local:
+            states[name] = "not checked"  # given to the run by address: not the run's to stop
+        elif process_alive(pids.get(name)):
+            states[name] = f"pid {pids[name]} still exists"
+        else:
+            states[name] = "stopped"
+    return states
+
+
 async def gather(run_dir: Path, address: str | None, start_local: bool) -> dict[str, Any]:
     info = read_run(run_dir)
     meta = info.metadata
@@ -92,14 +147,17 @@ async def gather(run_dir: Path, address: str | None, start_local: bool) -> dict[
         "local_services": meta.get("local_services", []),
         "message": meta.get("message", ""),
     }
+    result["run_alive"] = result["state"] == "running" and result["process_alive"] is True
+    result["service_states"] = await service_states(meta, result["run_alive"])
     address = address or os.environ.get("ASIARCH_ANALYST_ADDRESS") or live_analyst(run_dir)
     analyst: dict[str, Any] = {"address": address or ("local" if start_local else None), "reachable": False}
     if address or start_local:
-        # A freshly started local analyst loads its embedding model first: give it longer.
+        # A local reader reads the whole embedded store on its first call: give it longer.
         timeout = QUICK if address else 60.0
         try:
-            async with analyst_channel(run_dir, address) as channel:
-                analyst.update(await _from_analyst(channel, info.run_id, timeout), reachable=True)
+            with spinner(f"asking the analyst of run {info.run_id}…") as say:
+                async with analyst_channel(run_dir, address, say) as channel:
+                    analyst.update(await _from_analyst(channel, info.run_id, timeout), reachable=True)
         except grpc.aio.AioRpcError as exc:
             analyst["error"] = f"{exc.code().name}: {exc.details()}"
         except ServiceError as exc:
@@ -118,7 +176,15 @@ def render(status: dict[str, Any]) -> Any:
     table.add_column(style="bold")
     table.add_column()
     planned = status["cycles_planned"]
-    alive = {True: "alive", False: "not running", None: "unknown"}[status["process_alive"]]
+    alive = status["process_alive"]
+    if status["state"] == "running":
+        process = {
+            True: "alive",
+            False: "not running: the run ended without saying so (killed or crashed)",
+            None: "unknown",
+        }[alive]
+    else:  # the run is over: a pid still in use is another process by now, or discover exiting
+        process = {True: "still exists", False: "exited", None: "unknown"}[alive]
     elapsed = status["elapsed_seconds"]
     budget = status["time_budget_minutes"]
     rows = [
@@ -136,14 +202,19 @@ def render(status: dict[str, Any]) -> Any:
         ),
         ("started", str(status["started_at"] or "?")),
         ("updated", str(status["updated_at"] or "?")),
-        ("process", f"pid {status['pid']} {alive}" if status["pid"] else "no pid recorded"),
+        ("process", f"pid {status['pid']} {process}" if status["pid"] else "no pid recorded"),
         ("options", ", ".join(f"{k}={v}" for k, v in sorted(status["options"].items())) or "-"),
     ]
     services = []
+    if status["services"] and not status["run_alive"]:
+        why = "its discover is gone" if status["state"] == "running" else f"the run is {status['state']}"
+        services.append(f"the run's services, as run.json recorded them ({why}):")
     for name, address in sorted(status["services"].items()):
-        local = " (local)" if name in status["local_services"] else ""
         where = ", ".join(address) if isinstance(address, list) else str(address)
-        services.append(f"{name:<11} {where}{local}")
+        state = status["service_states"].get(name, "unknown")
+        services.append(
+            f"{name:<11} {where} ({'local' if name in status['local_services'] else 'remote'}, {state})"
+        )
     rows.append(("services", "\n".join(services) or "-"))
     if status["message"]:
         rows.append(("message", str(status["message"])))

@@ -79,6 +79,11 @@ def counts(experiments: Iterable[common_pb2.Experiment]) -> dict[str, int]:
     return result
 
 
+def short_id(e: common_pb2.Experiment) -> str:
+    """`RUN.c0003.1` -> `c0003.1`: discover's ids repeat the run id, which every view already names."""
+    return e.id.removeprefix(f"{e.run_id}.") if e.run_id else e.id
+
+
 def optional(message: Any, field: str) -> float | None:
     return getattr(message, field) if message.HasField(field) else None
 
@@ -89,6 +94,7 @@ def leaderboard_row(rank: int, e: common_pb2.Experiment, names: dict[str, str]) 
     return {
         "rank": rank,
         "id": e.id,
+        "short_id": short_id(e),
         "name": e.name,
         "cycle": e.cycle,
         "fitness": fitness.total,

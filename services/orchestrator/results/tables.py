@@ -35,8 +35,10 @@ def console() -> Console:
 
 def leaderboard_table(rows: list[dict[str, Any]], title: str) -> Table:
     table = Table(title=title, title_justify="left", header_style="bold")
+    # The id column is what `show` and `export` take; it is never cut (a shortened id is useless).
     for header, justify in (
         ("#", "right"),
+        ("id", "left"),
         ("name", "left"),
         ("fitness", "right"),
         ("loss", "right"),
@@ -67,6 +69,7 @@ def leaderboard_table(rows: list[dict[str, Any]], title: str) -> Table:
             name.append(f" [{', '.join(tags)}]", style="dim")
         table.add_row(
             str(row["rank"]),
+            Text(row["short_id"], style="cyan"),
             name,
             f"{row['fitness']:.3f}",
             f"{row['loss_score']:.2f}",
@@ -194,7 +197,13 @@ def show_renderables(e: common_pb2.Experiment, names: dict[str, str]) -> list[Re
     if e.status == s.FAILED or e.evaluation.failure_reason:
         stage = s.enum_label(common_pb2.EvaluationStage, e.evaluation.failed_stage, "EVALUATION_STAGE_")
         head.append(("failure", f"{stage}: {e.evaluation.failure_reason}"))
-    repaired = " (after repair)" if e.evaluation.final_source.module_source else ""
+    # The engineer always records the source it evaluated; it differs from the proposal only after repairs.
+    repairs = len(e.evaluation.repairs)
+    repaired = (
+        f" (after {repairs} repair{'s' if repairs > 1 else ''})"
+        if repairs and e.evaluation.final_source.module_source
+        else ""
+    )
     parts: list[RenderableType] = [
         Panel(_key_values(head), title=Text(e.name, style="bold"), title_align="left"),
         Panel(Text(e.proposal.motivation or "(none)"), title="Motivation", title_align="left"),
