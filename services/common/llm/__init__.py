@@ -4,7 +4,11 @@ from asiarch.common.llm import LLMSettings, Message, create_llm, generate_model
 
 llm = create_llm(LLMSettings())          # ASIARCH_LLM_BACKEND=none|local|tgi|openai
 plan = await generate_model(llm, [Message("user", "...")], Plan)   # None -> deterministic fallback
+
+The HTTP and local backends (huggingface_hub, transformers) load on first use of their names.
 """
+
+from typing import Any
 
 from asiarch.common.llm.base import (
     LLM,
@@ -17,10 +21,23 @@ from asiarch.common.llm.base import (
     generate_model,
 )
 from asiarch.common.llm.factory import LLMSettings, create_llm
-from asiarch.common.llm.local import LocalClient
 from asiarch.common.llm.none import NoLLM
-from asiarch.common.llm.openai_compat import OpenAICompatibleClient
-from asiarch.common.llm.tgi import TGIClient, render_chatml
+
+_LAZY = {
+    "LocalClient": "asiarch.common.llm.local",
+    "OpenAICompatibleClient": "asiarch.common.llm.openai_compat",
+    "TGIClient": "asiarch.common.llm.tgi",
+    "render_chatml": "asiarch.common.llm.tgi",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "LLM",

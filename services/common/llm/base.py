@@ -21,6 +21,10 @@ from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 import pydantic
 
+# How an OpenAI-compatible server is asked for JSON (openai_compat.py explains each); here, not there,
+# so reading the settings does not import huggingface_hub.
+JsonMode = Literal["grammar", "json_object", "none"]
+
 logger = logging.getLogger(__name__)
 
 Role = Literal["system", "user", "assistant"]

@@ -1,4 +1,8 @@
-"""Choose the LLM backend from `ASIARCH_LLM_*` environment variables."""
+"""Choose the LLM backend from `ASIARCH_LLM_*` environment variables.
+
+Cheap to import: a backend's module (huggingface_hub, transformers) loads only when `create_llm`
+builds that backend, so a service or command configured with no LLM never pays for them.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,8 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from asiarch.common.errors import ConfigError
-from asiarch.common.llm.base import LLM
-from asiarch.common.llm.local import LocalClient
+from asiarch.common.llm.base import LLM, JsonMode
 from asiarch.common.llm.none import NoLLM
-from asiarch.common.llm.openai_compat import JsonMode, OpenAICompatibleClient
-from asiarch.common.llm.tgi import TGIClient
 
 ENV_PREFIX = "ASIARCH_LLM_"
 Backend = Literal["none", "local", "tgi", "openai"]
@@ -52,13 +53,19 @@ def create_llm(settings: LLMSettings | None = None) -> LLM:
     if settings.backend == "none":
         return NoLLM()
     if settings.backend == "local":
+        from asiarch.common.llm.local import LocalClient
+
         return LocalClient(model_path=settings.model, max_seconds=settings.timeout_seconds)
     if settings.backend == "tgi":
+        from asiarch.common.llm.tgi import TGIClient
+
         return TGIClient(
             _require(settings.url, "url", "tgi"),
             timeout=settings.timeout_seconds,
             max_retries=settings.max_retries,
         )
+    from asiarch.common.llm.openai_compat import OpenAICompatibleClient
+
     return OpenAICompatibleClient(
         _require(settings.url, "url", "openai"),
         _require(settings.model, "model", "openai"),

@@ -15,14 +15,12 @@ TGI form above before sending, so ``"grammar"`` is what goes on the wire either 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
 from huggingface_hub import AsyncInferenceClient
 
 from asiarch.common.llm._retry import call_with_retries
-from asiarch.common.llm.base import LLMGenerationFailed, Message, with_schema_instruction
-
-JsonMode = Literal["grammar", "json_object", "none"]
+from asiarch.common.llm.base import JsonMode, LLMGenerationFailed, Message, with_schema_instruction
 
 
 class OpenAICompatibleClient:
