@@ -3,7 +3,7 @@
 Everything else about the build lives in pyproject.toml. A `.pth` file must
 sit at the top of site-packages, which pyproject metadata cannot express, so
 the build steps that produce wheels (regular and editable) copy it there. The
-hook is one cheap line: it does nothing unless ASIARCH_FLA_COMPAT=1 (see
+hook is one cheap line: it does nothing unless ASIARCH_FLA_COMPAT is set (see
 kernels/fla_compat/__init__.py).
 """
 

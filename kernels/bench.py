@@ -1,26 +1,33 @@
 """Kernel benchmark: `asiarch bench kernels` / `make bench-kernels`.
 
-Prints a table and writes it into docs/benchmarks.md (between markers, so
-other benchmarks in that file are kept). Times are medians of repeated runs
-after a warm-up. Nothing here is asserted: speed is reported, not tested.
+Prints a table and writes it into a markdown file (between markers, so other
+benchmarks in that file are kept; kernels/cli.py decides which file). CPU
+times are the fastest of repeated runs after a warm-up, CUDA times
+`triton.testing.do_bench` medians. Nothing here is asserted: speed is
+reported, not tested.
 
-CPU: our chunked PyTorch path against the per-token naive recurrence,
+CPU: our chunked PyTorch path against our per-token naive recurrence,
 transformers' `torch_chunk_gated_delta_rule` (what Qwen3-Next runs without
-FLA) and FLA's own `naive_chunk_*` functions when flash-linear-attention is
-installed. CUDA: our Triton kernels against FLA's `chunk_*` kernels and
+FLA) and, when flash-linear-attention is installed, FLA's own pure-PyTorch
+references (its Triton kernels need a GPU): the chunked and the per-token one
+of each family, whatever their names in fla.ops.<family>.naive. CUDA: our
+Triton kernels against FLA's `chunk_*` kernels and
 `scaled_dot_product_attention(is_causal=True)` at FLA's benchmark shapes.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
+import importlib.metadata
 import os
 import platform
-import statistics
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import torch
 import torch.nn.functional as F
@@ -59,30 +66,40 @@ def with_grad(inputs: Inputs) -> Inputs:
     return {name: x.detach().clone().requires_grad_(True) for name, x in inputs.items()}
 
 
-def time_ms(fn: Callable[[], object], repeats: int, device: str) -> float:
+def time_ms(fn: Callable[[], object], repeats: int, device: str, warm_up: bool = True) -> float:
+    """The fastest of `repeats` runs, in milliseconds.
+
+    The fastest, not the median: on a shared machine other work only ever adds
+    time, so the fastest run is the closest to what the code itself costs (the
+    reasoning of Python's timeit); a median measures the neighbours too.
+    """
+
     def sync() -> None:
         if device == "cuda":
             torch.cuda.synchronize()
 
-    fn()  # warm-up (and Triton compilation on CUDA)
-    sync()
+    if warm_up:
+        fn()  # and Triton compilation on CUDA
+        sync()
     samples = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
         sync()
         samples.append((time.perf_counter() - start) * 1000)
-    return statistics.median(samples)
+    return min(samples)
 
 
-def measure(kernel: Kernel, inputs: Inputs, mode: str, repeats: int, device: str) -> float:
+def measure(
+    kernel: Kernel, inputs: Inputs, mode: str, repeats: int, device: str, warm_up: bool = True
+) -> float:
     if mode == "fwd":
 
         def forward() -> None:
             with torch.no_grad():
                 kernel(inputs)
 
-        return time_ms(forward, repeats, device)
+        return time_ms(forward, repeats, device, warm_up)
     leaves = with_grad(inputs)
 
     def forward_backward() -> None:
@@ -91,19 +108,29 @@ def measure(kernel: Kernel, inputs: Inputs, mode: str, repeats: int, device: str
         for leaf in leaves.values():
             leaf.grad = None
 
-    return time_ms(forward_backward, repeats, device)
+    return time_ms(forward_backward, repeats, device, warm_up)
+
+
+def arguments(family: str, x: Inputs) -> dict[str, torch.Tensor | bool]:
+    """A family's inputs by keyword: the argument orders differ between functions
+    (`naive_recurrent_gated_delta_rule` takes beta before g, in FLA and here), the names do not.
+
+    linear_attn runs without normalisation everywhere, as FLA's references compute it
+    (`chunk_linear_attn` itself defaults to normalize=True, in FLA and here).
+    """
+    qkv: dict[str, torch.Tensor | bool] = {"q": x["q"], "k": x["k"], "v": x["v"]}
+    if family == "linear_attn":
+        return {**qkv, "normalize": False}
+    if family == "simple_gla":
+        return {**qkv, "g": x["g"]}
+    if family == "delta_rule":
+        return {**qkv, "beta": x["beta"]}
+    return {**qkv, "g": x["g"], "beta": x["beta"]}
 
 
 def ours(family: str, form: str = "chunk") -> Kernel:
-    module = importlib.import_module(f"asiarch.kernels.{family}")
-    fn = getattr(module, f"{form}_{family}")
-    if family == "linear_attn":
-        return lambda x: fn(x["q"], x["k"], x["v"])[0]
-    if family == "simple_gla":
-        return lambda x: fn(x["q"], x["k"], x["v"], g=x["g"])[0]
-    if family == "delta_rule":
-        return lambda x: fn(x["q"], x["k"], x["v"], x["beta"])[0]
-    return lambda x: fn(x["q"], x["k"], x["v"], x["g"], x["beta"])[0]
+    fn = getattr(importlib.import_module(f"asiarch.kernels.{family}"), f"{form}_{family}")
+    return lambda x: _first(fn(**arguments(family, x)))
 
 
 def transformers_gdn() -> Kernel | str:
@@ -114,27 +141,67 @@ def transformers_gdn() -> Kernel | str:
     return lambda x: torch_chunk_gated_delta_rule(x["q"], x["k"], x["v"], x["g"], x["beta"])[0]
 
 
-def fla_kernel(family: str, naive: bool) -> Kernel | str:
-    """FLA's own implementation; never our shim (ASIARCH_FLA_COMPAT) posing as FLA."""
+def real_fla() -> ModuleType | str:
+    """flash-linear-attention itself, or why not; never our shim (ASIARCH_FLA_COMPAT) posing as FLA."""
+    from asiarch.kernels import fla_compat
+
+    # The benchmark compares with FLA: stand the shim aside in this process
+    # (too late once `fla` is imported, hence the version check below).
+    fla_compat.uninstall()
     try:
-        fla = importlib.import_module("fla")
-    except ImportError:
-        return "flash-linear-attention not installed"
+        with warnings.catch_warnings():
+            # "Triton is not supported on current platform, roll back to CPU": expected on a CPU.
+            warnings.simplefilter("ignore")
+            fla = importlib.import_module("fla")
+    except ImportError as exc:
+        if exc.name == "fla":
+            return "flash-linear-attention not installed"
+        return f"flash-linear-attention does not import ({exc})"
     if "asiarch" in getattr(fla, "__version__", ""):
-        return "only the asiarch FLA shim is installed"
-    name = f"naive_chunk_{family}" if naive else f"chunk_{family}"
-    module_name = f"fla.ops.{family}.naive" if naive else f"fla.ops.{family}"
+        return "only the asiarch FLA shim is importable"
+    return fla
+
+
+def fla_kernel(family: str) -> Kernel | str:
+    """FLA's Triton `chunk_*` kernel of a family (CUDA), or why not."""
+    fla = real_fla()
+    if isinstance(fla, str):
+        return fla
     try:
-        fn = getattr(importlib.import_module(module_name), name)
+        fn = getattr(importlib.import_module(f"fla.ops.{family}"), f"chunk_{family}")
     except (ImportError, AttributeError):
-        return f"FLA has no {module_name}.{name}"
-    if family == "linear_attn":
-        return lambda x: _first(fn(x["q"], x["k"], x["v"]))
-    if family == "simple_gla":
-        return lambda x: _first(fn(x["q"], x["k"], x["v"], g=x["g"]))
+        return f"FLA {fla.__version__} has no fla.ops.{family}.chunk_{family}"
+    return lambda x: _first(fn(**arguments(family, x)))
+
+
+# FLA's pure-PyTorch references in fla.ops.<family>.naive (FLA 0.6.0), which
+# run on a CPU: (chunked, per-token). Their names follow no single pattern.
+FLA_NAIVE = {
+    "linear_attn": ("naive_chunk_linear_attn", "naive_recurrent_linear_attn"),
+    "simple_gla": ("naive_chunk_simple_gla", "naive_recurrent_simple_gla"),
+    "delta_rule": ("delta_rule_chunkwise", "delta_rule_recurrence"),
+    "gated_delta_rule": ("naive_chunk_gated_delta_rule", "naive_recurrent_gated_delta_rule"),
+}
+
+
+def fla_naive(family: str, chunked: bool) -> Kernel | str:
+    """FLA's chunked (or per-token) pure-PyTorch reference of a family, or why not."""
+    fla = real_fla()
+    if isinstance(fla, str):
+        return fla
+    name = FLA_NAIVE[family][0 if chunked else 1]
+    try:
+        fn = getattr(importlib.import_module(f"fla.ops.{family}.naive"), name)
+    except (ImportError, AttributeError):
+        return f"FLA {fla.__version__} has no fla.ops.{family}.naive.{name}"
     if family == "delta_rule":
-        return lambda x: _first(fn(x["q"], x["k"], x["v"], x["beta"]))
-    return lambda x: _first(fn(x["q"], x["k"], x["v"], x["g"], x["beta"]))
+        # The delta-rule references take [B, H, T, D] and beta [B, H, T].
+        def heads_first(x: Inputs) -> torch.Tensor:
+            q, k, v, beta = (x[n].transpose(1, 2) for n in ("q", "k", "v", "beta"))
+            return _first(fn(q, k, v, beta)).transpose(1, 2)
+
+        return heads_first
+    return lambda x: _first(fn(**arguments(family, x)))
 
 
 def _first(result: object) -> torch.Tensor:
@@ -144,28 +211,67 @@ def _first(result: object) -> torch.Tensor:
 FAMILIES = ("linear_attn", "simple_gla", "delta_rule", "gated_delta_rule")
 
 
+@dataclass(frozen=True)
+class Candidate:
+    name: str
+    kernel: Kernel | str  # a string says why it is not available
+    per_token: bool = False  # a per-token loop: one run, no warm-up
+    backward: bool = True  # False: fwd+bwd is not timed
+
+
+# FLA's per-token references keep every step's state for autograd: one
+# forward+backward took 6.5-9.6 s at (1, 4096, 4, 64) on an idle 2-core box and
+# 1.5-3.5 minutes on a loaded one (2026-12-04), more than the rest of a full
+# run together. Their forward says what they cost.
+SLOW_BACKWARD = "fwd+bwd not timed: a per-token backward, seconds to minutes per run"
+
+
+def cpu_candidates(family: str) -> list[Candidate]:
+    """What the CPU table times for one family, in table order."""
+    chunked, per_token = FLA_NAIVE[family]
+    candidates = [
+        Candidate("asiarch chunk (PyTorch)", ours(family)),
+        Candidate("asiarch naive recurrence", ours(family, "naive_recurrent"), per_token=True),
+        Candidate(f"FLA {chunked}", fla_naive(family, chunked=True)),
+        Candidate(f"FLA {per_token}", fla_naive(family, chunked=False), per_token=True, backward=False),
+    ]
+    if family == "gated_delta_rule":
+        candidates.insert(1, Candidate("transformers torch_chunk_gated_delta_rule", transformers_gdn()))
+    return candidates
+
+
 def cpu_rows(repeats: int, quick: bool) -> list[Row]:
     rows = []
     shapes = CPU_SHAPES[:1] if quick else CPU_SHAPES
     for shape in shapes:
         inputs = make_inputs(shape, torch.float32, "cpu")
         for family in FAMILIES:
-            candidates: list[tuple[str, Kernel | str]] = [
-                ("asiarch chunk (PyTorch)", ours(family)),
-                ("naive recurrence", ours(family, "naive_recurrent")),
-                ("FLA naive_chunk", fla_kernel(family, naive=True)),
-            ]
-            if family == "gated_delta_rule":
-                candidates.insert(1, ("transformers torch_chunk_gated_delta_rule", transformers_gdn()))
-            for name, kernel in candidates:
+            for c in cpu_candidates(family):
                 for mode in ("fwd", "fwd+bwd"):
-                    if isinstance(kernel, str):
-                        rows.append(Row(shape, family, name, mode, None, kernel))
-                        continue
-                    # The per-token recurrence is slow; one timed run says enough.
-                    n = 1 if name == "naive recurrence" else repeats
-                    rows.append(Row(shape, family, name, mode, measure(kernel, inputs, mode, n, "cpu")))
+                    if isinstance(c.kernel, str):
+                        rows.append(Row(shape, family, c.name, mode, None, c.kernel))
+                    elif mode == "fwd+bwd" and not c.backward:
+                        rows.append(Row(shape, family, c.name, mode, None, SLOW_BACKWARD))
+                    else:
+                        # A per-token loop takes seconds and compiles nothing: one run
+                        # without a warm-up says enough (and keeps a shared box usable).
+                        n, warm_up = (1, False) if c.per_token else (repeats, True)
+                        ms, note = attempt(measure, c.kernel, inputs, mode, n, "cpu", warm_up)
+                        rows.append(Row(shape, family, c.name, mode, ms, note))
     return rows
+
+
+def attempt(timed: Callable[..., float], *args: object) -> tuple[float | None, str]:
+    """A time, or None and why: one implementation that refuses an input must not end the benchmark.
+
+    FLA 0.6.0, for one, refuses its gated kernels on Hopper with Triton >= 3.4, < 3.7.1.
+    """
+    try:
+        return timed(*args), ""
+    except Exception as exc:  # reported in the table instead
+        message = str(exc).splitlines()[0] if str(exc) else ""
+        # One line of a markdown table cell: no pipes, bounded length.
+        return None, f"failed: {type(exc).__name__}: {message}".replace("|", "/")[:160]
 
 
 def sdpa() -> Kernel:
@@ -186,7 +292,7 @@ def gpu_rows(repeats: int, quick: bool) -> list[Row]:
         for family in FAMILIES:
             candidates: list[tuple[str, Kernel | str]] = [
                 ("asiarch chunk (Triton)", ours(family)),
-                ("FLA chunk", fla_kernel(family, naive=False)),
+                ("FLA chunk", fla_kernel(family)),
                 ("SDPA causal (flash)", sdpa()),
             ]
             for name, kernel in candidates:
@@ -204,8 +310,13 @@ def gpu_rows(repeats: int, quick: bool) -> list[Row]:
                         out = kernel(leaves)
                         out.backward(torch.ones_like(out))
 
-                    ms = triton.testing.do_bench(step, rep=max(25, repeats * 10), return_mode="median")
-                    rows.append(Row(shape, family, name, mode, ms, _bandwidth_note(shape, ms, mode)))
+                    timed = functools.partial(
+                        triton.testing.do_bench, step, rep=max(25, repeats * 10), return_mode="median"
+                    )
+                    ms, note = attempt(timed)
+                    if ms is not None:
+                        note = _bandwidth_note(shape, ms, mode)
+                    rows.append(Row(shape, family, name, mode, ms, note))
     return rows
 
 
@@ -221,10 +332,12 @@ def _bandwidth_note(shape: tuple[int, int, int, int], ms: float, mode: str) -> s
 
 def machine(device: str) -> str:
     parts = [f"Python {platform.python_version()}", f"torch {torch.__version__}"]
-    for name in ("triton", "transformers", "fla"):
+    # Installed distributions, not imported modules: `fla` may be our shim, and
+    # importing transformers or FLA only to print a version costs seconds.
+    for name in ("triton", "transformers", "flash-linear-attention", "fla-core"):
         try:
-            parts.append(f"{name} {importlib.import_module(name).__version__}")
-        except ImportError:
+            parts.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
             parts.append(f"{name} not installed")
     if device == "cuda":
         hw = torch.cuda.get_device_name()
@@ -234,14 +347,27 @@ def machine(device: str) -> str:
     return f"{hw}; " + ", ".join(parts)
 
 
-def render(rows: list[Row], device: str, command: str, repeats: int) -> str:
+def render(
+    rows: list[Row], device: str, command: str, repeats: int, load: tuple[float, float] | None = None
+) -> str:
     lines = [
         f"### Kernels on {device.upper()}",
         "",
         f"- machine: {machine(device)}",
         f"- command: `{command}`",
-        f"- median of {repeats} runs after a warm-up (naive recurrence: one run); "
-        "milliseconds, lower is better",
+    ]
+    if load is not None:
+        # Other work on a shared machine inflates every time, unevenly: say how busy it was.
+        lines.append(
+            f"- load average (1 min) at the start / end: {load[0]:.1f} / {load[1]:.1f} "
+            f"on {os.cpu_count()} cores"
+        )
+    if device == "cuda":
+        method = f"`triton.testing.do_bench` median ({max(25, repeats * 10)} ms of runs after a warm-up)"
+    else:
+        method = f"fastest of {repeats} runs after a warm-up (per-token recurrences: one run, no warm-up)"
+    lines += [
+        f"- {method}; milliseconds, lower is better",
         "",
         "| shape (B,T,H,D) | family | implementation | fwd ms | fwd+bwd ms | note |",
         "|---|---|---|---:|---:|---|",
@@ -261,27 +387,36 @@ def _fmt(row: Row | None) -> str:
     return "n/a" if row is None or row.ms is None else f"{row.ms:.1f}"
 
 
+def relative_speed(ours_ms: float, other_ms: float, other: str) -> str:
+    """Our time against another in words: "N× faster", "N× slower", or "about as fast" within 5%."""
+    faster = ours_ms <= other_ms
+    factor = other_ms / ours_ms if faster else ours_ms / other_ms
+    if f"{factor:.1f}" == "1.0":
+        return f"asiarch is about as fast as {other}"
+    return f"asiarch is {factor:.1f}× {'faster' if faster else 'slower'} than {other}"
+
+
 def _speedups(rows: list[Row]) -> str:
-    """Our time against each other implementation on the same shape, family and mode."""
-    ours_rows = {(r.shape, r.family, r.mode): r for r in rows if r.implementation.startswith("asiarch")}
+    """Our chunked time against each other implementation on the same shape, family and mode."""
+    ours_rows = {(r.shape, r.family, r.mode): r for r in rows if r.implementation.startswith("asiarch chunk")}
     out = []
     for row in rows:
         mine = ours_rows.get((row.shape, row.family, row.mode))
-        if row.implementation.startswith("asiarch") or row.ms is None or mine is None or mine.ms is None:
+        if row is mine or row.ms is None or mine is None or mine.ms is None:
             continue
         out.append(
-            f"- {row.shape} {row.family} {row.mode}: asiarch is {row.ms / mine.ms:.1f}× faster "
-            f"than {row.implementation}"
+            f"- {row.shape} {row.family} {row.mode}: {relative_speed(mine.ms, row.ms, row.implementation)}"
         )
-    return "Speed-ups:\n\n" + "\n".join(out) if out else ""
+    return "Compared with asiarch chunk:\n\n" + "\n".join(out) if out else ""
 
 
 def run(device: str, quick: bool, repeats: int, out: Path | None, command: str) -> str:
     if device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device is available on this machine")
     torch.manual_seed(0)
+    load_start = os.getloadavg()[0]
     rows = gpu_rows(repeats, quick) if device == "cuda" else cpu_rows(repeats, quick)
-    text = render(rows, device, command, repeats)
+    text = render(rows, device, command, repeats, (load_start, os.getloadavg()[0]))
     if out is not None:
         write_section(out, f"kernels:{device}", text)
     return text

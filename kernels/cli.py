@@ -3,6 +3,11 @@
 Registered in the `asiarch.commands` entry-point group; every `asiarch`
 invocation loads this module to build its parser, so it must stay cheap and
 must work in images without torch (the selector's, for instance).
+
+The table is written only where `--out` says. Without `--out` it goes to
+docs/benchmarks.md when run from this repository's root (the page the
+numbers belong to), and otherwise to a new temporary folder, so that running
+the benchmark elsewhere never writes into someone else's `docs/`.
 """
 
 from __future__ import annotations
@@ -10,11 +15,29 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+import tempfile
+import tomllib
 from pathlib import Path
 
 from asiarch.common.cli import command_group
 
-DEFAULT_OUT = Path("docs/benchmarks.md")
+REPO_OUT = Path("docs/benchmarks.md")
+
+
+def in_repo_root(cwd: Path) -> bool:
+    """Whether `cwd` is the root of asiarch's own source tree (its pyproject.toml names "asiarch")."""
+    try:
+        with (cwd / "pyproject.toml").open("rb") as handle:
+            return tomllib.load(handle).get("project", {}).get("name") == "asiarch"
+    except (OSError, tomllib.TOMLDecodeError):
+        return False
+
+
+def default_out(cwd: Path) -> Path:
+    """Where the table goes without `--out`: the repo's page, or a file in a new temporary folder."""
+    if in_repo_root(cwd):
+        return cwd / REPO_OUT
+    return Path(tempfile.mkdtemp(prefix="asiarch-bench-")) / "benchmarks.md"
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -25,10 +48,11 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     repeats = args.repeats or (2 if args.quick else 5)
     command = "asiarch " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "asiarch bench kernels"
-    text = bench.run(args.device, args.quick, repeats, None if args.no_write else args.out, command)
+    out = None if args.no_write else (args.out or default_out(Path.cwd()))
+    text = bench.run(args.device, args.quick, repeats, out, command)
     print(text)
-    if not args.no_write:
-        print(f"written to {args.out}")
+    if out is not None:
+        print(f"written to {out.resolve()}")
     return 0
 
 
@@ -40,6 +64,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     kernels.add_argument(
         "--repeats", type=int, default=None, help="timed runs per entry (default 5, quick 2)"
     )
-    kernels.add_argument("--out", type=Path, default=DEFAULT_OUT, help="markdown file to update")
+    kernels.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"markdown file to update (default: {REPO_OUT} in the asiarch repository's root, "
+        "else a new temporary folder)",
+    )
     kernels.add_argument("--no-write", action="store_true", help="print the table only")
     kernels.set_defaults(run=_run)

@@ -220,11 +220,17 @@ def _binding_block(imports: _Imports) -> str:
             public if local == public else f"{public} as {local}"
         )
     lines = [
-        "# The layer's kernels: the real flash-linear-attention (FLA) if it loads, else the fallbacks above",
-        f"# (same numbers, slower: one Python step per token). {ENV_VAR}=fallback forces the fallbacks.",
+        "# The layer's kernels: the real flash-linear-attention (FLA) where it loads and a GPU runs, else",
+        "# the fallbacks above (same numbers, slower: one Python step per token).",
+        f"# {ENV_VAR}=fallback forces the fallbacks.",
         "try:",
         f'    if os.environ.get("{ENV_VAR}") == "fallback":',
         f'        raise ImportError("{ENV_VAR}=fallback")',
+        "    import fla",
+        "",
+        "    # FLA imports on a CPU, but its Triton kernels cannot run there (asiarch's `fla` shim can).",
+        '    if not torch.cuda.is_available() and not getattr(fla, "RUNS_ON_CPU", False):',
+        '        raise ImportError("no CUDA device for FLA\'s Triton kernels")',
         *(f"    from {module} import {', '.join(names)}" for module, names in sorted(by_module.items())),
         '    STANDALONE_KERNELS_USED = "flash-linear-attention (fla)"',
         "except Exception as error:  # not installed, or unusable here (no triton, no GPU)",
