@@ -15,29 +15,9 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-import tempfile
-import tomllib
 from pathlib import Path
 
-from asiarch.common.cli import command_group
-
-REPO_OUT = Path("docs/benchmarks.md")
-
-
-def in_repo_root(cwd: Path) -> bool:
-    """Whether `cwd` is the root of asiarch's own source tree (its pyproject.toml names "asiarch")."""
-    try:
-        with (cwd / "pyproject.toml").open("rb") as handle:
-            return tomllib.load(handle).get("project", {}).get("name") == "asiarch"
-    except (OSError, tomllib.TOMLDecodeError):
-        return False
-
-
-def default_out(cwd: Path) -> Path:
-    """Where the table goes without `--out`: the repo's page, or a file in a new temporary folder."""
-    if in_repo_root(cwd):
-        return cwd / REPO_OUT
-    return Path(tempfile.mkdtemp(prefix="asiarch-bench-")) / "benchmarks.md"
+from asiarch.common.cli import command_group, output_path
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -48,7 +28,7 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     repeats = args.repeats or (2 if args.quick else 5)
     command = "asiarch " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "asiarch bench kernels"
-    out = None if args.no_write else (args.out or default_out(Path.cwd()))
+    out = None if args.no_write else output_path(args.out, "benchmarks.md")
     text = bench.run(args.device, args.quick, repeats, out, command)
     print(text)
     if out is not None:
@@ -59,7 +39,7 @@ def _run(args: argparse.Namespace) -> int:
 def register(commands: argparse._SubParsersAction) -> None:
     targets = command_group(commands, "bench", help="run benchmarks and write docs/benchmarks.md")
     kernels = targets.add_parser("kernels", help="time the linear-attention kernels")
-    kernels.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    kernels.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the kernels run")
     kernels.add_argument("--quick", action="store_true", help="one shape, fewer repeats")
     kernels.add_argument(
         "--repeats", type=int, default=None, help="timed runs per entry (default 5, quick 2)"
@@ -68,7 +48,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--out",
         type=Path,
         default=None,
-        help=f"markdown file to update (default: {REPO_OUT} in the asiarch repository's root, "
+        help="markdown file to update (default: docs/benchmarks.md in the asiarch repository's root, "
         "else a new temporary folder)",
     )
     kernels.add_argument("--no-write", action="store_true", help="print the table only")

@@ -16,9 +16,8 @@ import pytest
 import torch
 from support import REPO
 
-from asiarch.common.cli import main
+from asiarch.common.cli import in_repository, main, output_path
 from asiarch.kernels import bench
-from asiarch.kernels.cli import default_out, in_repo_root
 
 
 def fla_installed() -> bool:
@@ -94,16 +93,18 @@ def test_every_cpu_implementation_computes_the_same_thing(family: str) -> None:
         assert grads and all(torch.isfinite(g).all() for g in grads), c.name
 
 
-def test_the_repository_root_is_recognised(tmp_path: Path) -> None:
-    assert in_repo_root(REPO)
-    assert not in_repo_root(tmp_path)
+def test_the_repository_root_is_recognised(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO)
+    assert in_repository()
+    monkeypatch.chdir(tmp_path)
+    assert not in_repository()
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "someone-else"\n')
-    assert not in_repo_root(tmp_path)
+    assert not in_repository()
     (tmp_path / "pyproject.toml").write_text("not toml [")
-    assert not in_repo_root(tmp_path)
+    assert not in_repository()
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "asiarch"\n')
-    assert in_repo_root(tmp_path)
-    assert default_out(tmp_path) == tmp_path / "docs" / "benchmarks.md"
+    assert in_repository()
+    assert output_path(None, "benchmarks.md") == Path("docs") / "benchmarks.md"
 
 
 def fake_rows(repeats: int, quick: bool) -> list[bench.Row]:
@@ -121,7 +122,7 @@ def test_outside_the_repository_it_writes_to_a_new_temporary_folder(
     assert last.startswith("written to ")
     written = Path(last.removeprefix("written to "))
     try:
-        assert written.name == "benchmarks.md" and written.parent.name.startswith("asiarch-bench-")
+        assert written.name == "benchmarks.md" and written.parent.name.startswith("asiarch-benchmarks-")
         assert "<!-- kernels:cpu:start -->" in written.read_text()
     finally:
         shutil.rmtree(written.parent)
