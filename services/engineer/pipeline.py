@@ -28,6 +28,8 @@ log = structlog.get_logger("asiarch.engineer")
 Emit = Callable[[engineer_pb2.EvaluationEvent], Awaitable[None]]
 ERROR_LIMIT = 4000  # characters of an error sent to the researcher and recorded
 ENGINEER_VERSION = "asiarch-engineer 0.1.0"
+# Runs of the same code after a wall-clock timeout (then the timeout stands; Repair is never asked).
+TIMEOUT_RETRIES = 1
 
 
 class Repairer(Protocol):
@@ -203,6 +205,29 @@ class Pipeline:
             candidate.budget = budget
         return second
 
+    async def _run_retrying_timeouts(
+        self, candidate: Candidate, emit: Emit, attempt_number: int, started: float
+    ) -> Attempt:
+        """One evaluation; after a wall-clock timeout the same code runs again (TIMEOUT_RETRIES times).
+
+        A timeout says the machine was busy as often as that the code is slow, and there is no bug in
+        it for Repair to fix: the caller never sends a timeout to Repair.
+        """
+        attempt = await self.check(candidate, "evaluate", emit, attempt_number)
+        for _ in range(TIMEOUT_RETRIES):
+            if attempt.status != common_pb2.EVALUATION_STATUS_TIMED_OUT:
+                break
+            reason = attempt.reason.splitlines()[0][:200] if attempt.reason else "wall-clock limit"
+            progress = engineer_pb2.EvaluationProgress(
+                stage=attempt.failed_stage,
+                message=f"timed out, running the same code again: {reason}",
+                elapsed_seconds=time.monotonic() - started,
+                attempt=attempt_number,
+            )
+            await emit(self._event(candidate, progress=progress))
+            attempt = await self.check(candidate, "evaluate", emit, attempt_number)
+        return attempt
+
     async def evaluate(
         self, candidate: Candidate, max_repairs: int, repairer: Repairer | None, emit: Emit
     ) -> common_pb2.Evaluation:
@@ -213,7 +238,7 @@ class Pipeline:
         checks: list[common_pb2.CheckResult] = []
         attempt_number = 0
         while True:
-            attempt = await self.check(candidate, "evaluate", emit, attempt_number)
+            attempt = await self._run_retrying_timeouts(candidate, emit, attempt_number, started)
             checks.extend(attempt.checks)
             attempt = await self._maybe_promote(candidate, attempt, emit, attempt_number)
             if repairs:  # did the last patch get past the stage that had failed?
@@ -223,7 +248,7 @@ class Pipeline:
                 ) > stage_rank(previous.failed_stage)
             if attempt.status == common_pb2.EVALUATION_STATUS_SUCCEEDED or attempt_number >= max_repairs:
                 break
-            if repairer is None:
+            if repairer is None or attempt.status == common_pb2.EVALUATION_STATUS_TIMED_OUT:
                 break
             attempt_number += 1
             await emit(

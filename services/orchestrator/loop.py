@@ -141,12 +141,19 @@ class Discovery:
         )
 
     async def evaluate(
-        self, experiment_id: str, proposal: common_pb2.Proposal, promote_below: float | None
+        self,
+        experiment_id: str,
+        proposal: common_pb2.Proposal,
+        promote_below: float | None,
+        *,
+        repairable: bool = True,
     ) -> common_pb2.Evaluation:
         budget = self._budget()
         if promote_below is not None:
             budget.promote_below_loss = promote_below
         request = engineer_pb2.EvaluateRequest(experiment_id=experiment_id, proposal=proposal, budget=budget)
+        if not repairable:
+            request.max_repairs = 0
         engineer = self._engineer()
 
         async def attempt() -> common_pb2.Evaluation:
@@ -184,7 +191,8 @@ class Discovery:
     async def _baseline(self, proposal: common_pb2.Proposal) -> None:
         experiment_id = baseline_id(self.options.run_id, proposal.name)
         self.display.started(experiment_id, f"baseline {proposal.name}")
-        evaluation = await self.evaluate(experiment_id, proposal, None)
+        # A baseline is the yardstick: a "repaired" baseline would measure someone else's layer.
+        evaluation = await self.evaluate(experiment_id, proposal, None, repairable=False)
         stored = await self.record(
             common_pb2.Experiment(
                 id=experiment_id,

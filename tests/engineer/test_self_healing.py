@@ -124,3 +124,24 @@ def test_busy_engineer_answers_resource_exhausted(stub: engineer_pb2_grpc.Engine
     assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "ASIARCH_ENGINEER_MAX_CONCURRENT" in caught.value.details()
     assert finished.wait(timeout=60)
+
+
+def test_a_timeout_runs_again_once_and_is_never_sent_to_repair(
+    stub: engineer_pb2_grpc.EngineerStub, researcher: tuple[FixingResearcher, int]
+) -> None:
+    servicer, _ = researcher
+    servicer.requests.clear()
+    budget = common_pb2.Budget(preset=common_pb2.BUDGET_PRESET_SMOKE, wall_clock_seconds=6)
+    proposal = common_pb2.Proposal(
+        name="slow", source=common_pb2.ArchitectureSource(module_source=layers.INFINITE_LOOP)
+    )
+    request = engineer_pb2.EvaluateRequest(
+        experiment_id="slow-2", proposal=proposal, budget=budget, max_repairs=2
+    )
+    events = list(stub.Evaluate(request, timeout=120))
+    result = events[-1].result
+    assert result.status == common_pb2.EVALUATION_STATUS_TIMED_OUT
+    assert list(result.repairs) == [] and servicer.requests == []
+    reruns = [e for e in events if "running the same code again" in e.progress.message]
+    assert len(reruns) == 1
+    assert result.wall_seconds >= 2 * 6

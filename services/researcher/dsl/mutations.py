@@ -18,7 +18,6 @@ from pydantic import BaseModel, ValidationError
 
 from .spec import (
     BETA_PARAMS,
-    CHUNK_SIZES,
     CONV_SIZES,
     DELTA_KINDS,
     EXPAND_RATIOS,
@@ -230,11 +229,6 @@ def change_head_multiplier(spec: ArchitectureSpec, rng: random.Random) -> Archit
     return _replace(spec, head_multiplier=_other(rng, HEAD_MULTIPLIERS, spec.head_multiplier))
 
 
-def change_chunk_size(spec: ArchitectureSpec, rng: random.Random) -> ArchitectureSpec:
-    """Explores the intended kernel chunk length (16/32/64): a speed/precision knob for the kernels."""
-    return _replace(spec, chunk_size=_other(rng, CHUNK_SIZES, spec.chunk_size))
-
-
 def make_hybrid(spec: ArchitectureSpec, rng: random.Random) -> ArchitectureSpec:
     """Explores hybrids: adds a second mixer of another kind, mixed in by a learned per-channel gate."""
     if spec.secondary is not None:
@@ -269,11 +263,13 @@ OPERATORS: dict[str, Operator] = {
         change_key_expand,
         change_value_expand,
         change_head_multiplier,
-        change_chunk_size,
         make_hybrid,
         unmake_hybrid,
     )
 }
+# Operators that no longer exist. `change_chunk_size` only rewrote a comment (the kernels pick their own
+# chunking), so it re-trained identical layers. Weights for them, from runs made before, are dropped.
+RETIRED_OPERATORS = frozenset({"change_chunk_size"})
 
 
 # ---------------------------------------------------------------------------- adaptive weights
@@ -335,7 +331,11 @@ class AdaptiveOperatorWeights:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AdaptiveOperatorWeights:
         return cls(
-            weights={str(k): float(v) for k, v in dict(data.get("weights", {})).items()},
+            weights={
+                str(k): float(v)
+                for k, v in dict(data.get("weights", {})).items()
+                if k not in RETIRED_OPERATORS
+            },
             rate=float(data.get("rate", 0.2)),
             floor=float(data.get("floor", 0.05)),
             ceiling=float(data.get("ceiling", 20.0)),

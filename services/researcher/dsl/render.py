@@ -214,10 +214,6 @@ def render(spec: ArchitectureSpec, class_name: str = "DeltaNet") -> str:
         "",
         f"from asiarch.kernels import {', '.join(_kernel_imports(spec))}",
         "",
-        "# Intended kernel chunk length. The public kernels pick their own chunking, so this is a",
-        "# note for the kernel team rather than a setting; it does not change the numbers.",
-        f"CHUNK_SIZE = {spec.chunk_size}",
-        "",
         "",
         f"class {class_name}(nn.Module):",
     )

@@ -112,8 +112,8 @@ class ArchitectureSpec(BaseModel):
     head_multiplier: int = 1
     output_gate: OutputGate = "none"
     output_norm: OutputNorm = "none"
-    # Intended kernel chunk length; the public kernel API picks its own, so it is recorded
-    # in the rendered source (for the kernel team and the LLM) but has no numerical effect.
+    # Accepted for specs written before: the public kernel API picks its own chunking, so it has
+    # no effect on the rendered layer and no operator changes it (a no-op re-trained identical layers).
     chunk_size: int = 64
 
     @field_validator("conv_sizes")
