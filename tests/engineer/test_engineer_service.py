@@ -136,10 +136,13 @@ HOSTILE = {
 }
 
 
+WALL = 25  # seconds: the wall-clock limit the hostile candidates run under
+
+
 def test_hostile_candidates_fail_with_the_right_reason_and_the_service_survives(
     engineer: RunningService, stub: engineer_pb2_grpc.EngineerStub
 ) -> None:
-    budget = common_pb2.Budget(preset=common_pb2.BUDGET_PRESET_SMOKE, wall_clock_seconds=25)
+    budget = common_pb2.Budget(preset=common_pb2.BUDGET_PRESET_SMOKE, wall_clock_seconds=WALL)
 
     def run(name: str) -> tuple[str, common_pb2.Evaluation]:
         _, result = evaluate(stub, HOSTILE[name][0], budget=budget, max_repairs=0)
@@ -156,7 +159,7 @@ def test_hostile_candidates_fail_with_the_right_reason_and_the_service_survives(
         )
         if got != (status, stage) or reason not in result.failure_reason:
             problems.append(f"{name}: got {got} {result.failure_reason[:300]!r}")
-        elif result.wall_seconds > 60:
+        elif result.wall_seconds > (2 * WALL + 15 if status == "TIMED_OUT" else 60):  # a timeout runs twice
             problems.append(f"{name}: took {result.wall_seconds:.0f} s")
     assert not problems, "\n".join(problems)
     assert health_status(engineer.address) == health_pb2.HealthCheckResponse.SERVING
