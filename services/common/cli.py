@@ -62,6 +62,9 @@ class Choices(Sequence[str]):
     def __len__(self) -> int:
         return len(self._values)
 
+    def __str__(self) -> str:  # as a help string or an error message lists them
+        return ", ".join(self._values)
+
 
 def _contract_enum(enum_name: str, prefix: str) -> dict[str, int]:
     """A contract enum as option values: BUDGET_PRESET_SMOKE is "smoke"; UNSPECIFIED (0) is no value."""

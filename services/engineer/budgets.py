@@ -7,8 +7,9 @@ record of the evaluation, so what was run is exactly what is reported.
 
 from __future__ import annotations
 
-import re
 from typing import Any
+
+from asiarch.common.devices import DEVICE_PATTERN, DEVICES
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Seconds per candidate: wiring checks and tests. The numbers are noise.
@@ -58,9 +59,6 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 DEFAULT_PRESET = "cpu"
-# The devices an evaluation runs on; the engineer's settings and the commands' --device check this too.
-DEVICE_PATTERN = re.compile(r"cpu|cuda(?::\d+)?")
-DEVICES = "'cpu', 'cuda' or 'cuda:N'"
 # Rung 2 trains longer on the same sizes (successive halving promotes the best).
 RUNG_STEP_FACTOR = {1: 1, 2: 4}
 OVERRIDABLE = (

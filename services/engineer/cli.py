@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from asiarch.common.cli import BUDGETS, budget_presets, matching, output_path
-from asiarch.engineer.budgets import DEVICE_PATTERN, DEVICES
+from asiarch.common.devices import DEVICE_PATTERN, DEVICES
 
 BASELINES_PAGE = "baselines.md"
 

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from asiarch.common.config import ServerSettings
-from asiarch.engineer.budgets import DEVICE_PATTERN
+from asiarch.common.devices import DEVICE_PATTERN
 
 
 class EngineerSettings(ServerSettings):

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from asiarch.common.cli import BUDGETS, LLM_BACKENDS, MODES, Choices, matching
-from asiarch.engineer.budgets import DEVICE_PATTERN, DEVICES
+from asiarch.common.devices import DEVICE_PATTERN, DEVICES
+from asiarch.common.errors import ConfigError
 
 
 def _positive(kind: type) -> object:
@@ -58,6 +59,7 @@ async def _discover(args: argparse.Namespace) -> int:
     selector = args.selector or settings.selector_address
     researcher = args.researcher or settings.researcher_address
     engineers = split_addresses(args.engineer) if args.engineer else settings.engineers
+    check_strategy(args.strategy, selector)
     # The LLM of the services started here; a researcher given by address has its own, unknown here.
     llm = llm_backend(args.llm) if researcher is None or analyst is None else None
     mode = proposal_mode(args.mode, llm if researcher is None else None)
@@ -218,12 +220,24 @@ async def _summarise(analyst: str, run_dir: Path, display: Any) -> None:
 
 
 def _strategies() -> list[str]:
+    # The names the selector that `discover` starts itself (`asiarch serve selector`) offers, read from
+    # its registry so that a typo fails before four services start. A selector given by address may be
+    # another implementation: the loop asks it (ListStrategies) before any training instead.
     from asiarch.selector.strategies import list_strategies
 
     return [info.name for info in list_strategies()]
 
 
 STRATEGIES = Choices(_strategies)
+
+
+def check_strategy(strategy: str, selector_address: str | None) -> None:
+    """Refuse, before anything starts, a strategy the local selector does not offer (ConfigError: exit 2)."""
+    if selector_address is None and strategy not in STRATEGIES:
+        raise ConfigError(
+            f"argument --strategy: {strategy!r} is not a strategy of the local selector; valid: {STRATEGIES} "
+            "(a selector given with --selector or ASIARCH_SELECTOR_ADDRESS may offer others)"
+        )
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -243,13 +257,13 @@ def register(commands: argparse._SubParsersAction) -> None:
         type=_positive(float),
         help="minutes; no new cycle starts after it (default: no limit)",
     )
-    cmd.add_argument(
+    strategy = cmd.add_argument(
         "--strategy",
-        choices=STRATEGIES,
         metavar="NAME",
         default="asi-arch",
-        help="parent selection: %(choices)s",
+        help="parent selection; a selector given by address may offer others, the local one: %(offered)s",
     )
+    strategy.offered = STRATEGIES  # type: ignore[attr-defined]  # read only when --help is printed
     cmd.add_argument(
         "--mode",
         choices=MODES,

@@ -20,7 +20,9 @@ from support import BIN, REPO
 
 from asiarch.analyst.repository import ExperimentRepository
 from asiarch.analyst.store import EmbeddedDatabase
+from asiarch.common.errors import ConfigError
 from asiarch.common.llm.factory import BACKENDS
+from asiarch.orchestrator.cli import check_strategy
 from asiarch.selector.strategies import list_strategies
 from asiarch.v1 import analyst_pb2, common_pb2
 
@@ -103,6 +105,14 @@ def test_an_unknown_option_value_is_refused_at_once_with_the_valid_ones(
     assert f"argument {flag}" in stderr and repr(value) in stderr
     for name in valid:
         assert name in stderr
+
+
+def test_a_strategy_only_a_remote_selector_offers_is_left_to_that_selector() -> None:
+    # A replacement selector given by address may offer strategies ours does not: the loop asks it.
+    check_strategy("my-own-strategy", "selector.example:50051")
+    check_strategy("asi-arch", None)
+    with pytest.raises(ConfigError, match="'my-own-strategy' is not a strategy of the local selector"):
+        check_strategy("my-own-strategy", None)
 
 
 def test_code_without_an_llm_is_refused_rather_than_run_as_dsl(tmp_path: Path) -> None:
