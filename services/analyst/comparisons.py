@@ -1,4 +1,4 @@
-"""Quasi-ablation tables and the breakthrough test.
+"""Quasi-ablation tables and the exploratory lead that earns a confirmation.
 
 The child is set against its parent (the one change the proposal made),
 grandparent (two changes), siblings (other changes to the same parent),
@@ -84,37 +84,45 @@ def comparisons(experiment: common_pb2.Experiment, relatives: Relatives) -> list
     return table
 
 
-def breakthrough(experiment: common_pb2.Experiment, relatives: Relatives, margin: float) -> tuple[bool, str]:
-    """Beats every selectable baseline and the best so far: loss lower by `margin`, benchmarks not lower."""
-    if experiment.is_baseline:
-        return False, "baselines are the references, not candidates"
-    mine = metric_values(experiment)
+def strongest_baseline(baselines: Iterable[common_pb2.Experiment]) -> common_pb2.Experiment | None:
+    """The selectable baseline with the lowest validation loss: the one a discovery has to beat."""
+    measured = [
+        b for b in baselines if not b.proposal.reference_only and b.evaluation.metrics.HasField("val_loss")
+    ]
+    return min(measured, key=lambda b: b.evaluation.metrics.val_loss, default=None)
+
+
+def leads(experiment: common_pb2.Experiment, rival: common_pb2.Experiment) -> bool:
+    """Lower validation loss than `rival` by more than one noise sd, mean benchmark accuracy not lower by
+    more than one: the exploratory result that earns a confirmation."""
+    mine, theirs = metric_values(experiment), metric_values(rival)
+    if "val_loss" not in mine or "val_loss" not in theirs:
+        return False
+    loss_sd, bench_sd = experiment.fitness.loss_noise_sd, experiment.fitness.benchmark_noise_sd
+    bench_gap = mine.get("benchmark_mean", 0.0) - theirs.get("benchmark_mean", 0.0)
+    return theirs["val_loss"] - mine["val_loss"] > loss_sd and bench_gap >= -bench_sd
+
+
+def exploratory_verdict(experiment: common_pb2.Experiment, relatives: Relatives) -> str:
+    """Why the experiment is not (yet) a breakthrough: only a confirmed result is one."""
+    if experiment.is_baseline or experiment.replicate_of:
+        return "baselines and replicates are references, not candidates"
+    rival = strongest_baseline(relatives.baselines)
+    if rival is None:
+        return "not a breakthrough: no baseline of this run to compare with yet"
+    mine, theirs = metric_values(experiment), metric_values(rival)
     if "val_loss" not in mine:
-        return False, "no validation loss was measured"
-    rivals = [b for b in relatives.baselines if not b.proposal.reference_only and b.id != experiment.id]
-    if relatives.best is not None and relatives.best.id not in {r.id for r in rivals}:
-        rivals.append(relatives.best)
-    if not rivals:
-        return False, "nothing to compare with yet (no baseline and no earlier experiment in this run)"
-    reasons = []
-    for rival in rivals:
-        theirs = metric_values(rival)
-        name = rival.name or rival.id
-        if "val_loss" not in theirs:
-            continue
-        needed = (1 - margin) * theirs["val_loss"]
-        if mine["val_loss"] > needed:
-            return False, (
-                f"val_loss {mine['val_loss']:.4f} does not beat {name} ({theirs['val_loss']:.4f}) "
-                f"by the {margin:.1%} margin (needs <= {needed:.4f})"
-            )
-        if mine.get("benchmark_mean", 0.0) < theirs.get("benchmark_mean", 0.0):
-            return False, (
-                f"mean benchmark accuracy {mine.get('benchmark_mean', 0.0):.3f} is below "
-                f"{name}'s {theirs['benchmark_mean']:.3f}"
-            )
-        reasons.append(f"{name} (val_loss {theirs['val_loss']:.4f})")
-    return True, (
-        f"val_loss {mine['val_loss']:.4f} beats by at least {margin:.1%} with benchmarks no lower: "
-        + ", ".join(reasons)
+        return "not a breakthrough: no validation loss was measured"
+    name = rival.name or rival.id
+    lead = theirs["val_loss"] - mine["val_loss"]
+    sd = experiment.fitness.loss_noise_sd
+    if leads(experiment, rival):
+        return (
+            f"not confirmed yet: in its exploratory run val_loss {mine['val_loss']:.4f} beats the strongest "
+            f"baseline {name} ({theirs['val_loss']:.4f}) by {lead:.4f} (noise sd {sd:.4f}); a breakthrough "
+            "needs confirmation on several seeds (asiarch confirm)"
+        )
+    return (
+        f"not a breakthrough: val_loss {mine['val_loss']:.4f} against the strongest baseline {name}'s "
+        f"{theirs['val_loss']:.4f} (lead {lead:+.4f}, noise sd {sd:.4f}) is no lead beyond the noise"
     )

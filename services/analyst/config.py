@@ -55,15 +55,6 @@ class AnalystSettings(ServerSettings):
             "has no baseline of that name, the strongest baseline of the run (lowest validation loss)."
         ),
     )
-    analyst_breakthrough_margin: float = Field(
-        default=0.01,
-        ge=0,
-        lt=1,
-        description=(
-            "A breakthrough beats every baseline and the best so far: validation loss lower by this "
-            "fraction and mean benchmark accuracy not lower."
-        ),
-    )
     analyst_llm_timeout_seconds: float = Field(
         default=180, gt=0, description="Time for the LLM judge and the LLM analysis of one experiment."
     )

@@ -15,11 +15,11 @@ from datetime import UTC, datetime
 import pydantic
 import structlog
 
-from asiarch.analyst import comparisons, fitness, prompts, reports
+from asiarch.analyst import comparisons, confirmation, fitness, prompts, reports
 from asiarch.analyst.config import AnalystSettings
 from asiarch.analyst.repository import TERMINAL, ExperimentRepository
 from asiarch.analyst.vectors import ANALYSES, MOTIVATIONS, Point, VectorIndex
-from asiarch.common.errors import InvalidArgument
+from asiarch.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from asiarch.common.llm import LLM, Message, NoLLM, generate_model
 from asiarch.v1 import common_pb2
 
@@ -122,6 +122,9 @@ class Recorder:
         else:
             await self.repository.replace(experiment)
             created = False
+        if experiment.is_baseline and not experiment.replicate_of and experiment.status in TERMINAL:
+            await self.rescore(experiment.run_id)
+            experiment = await self.repository.get(experiment.id) or experiment
         await self._index(experiment)
         log.info(
             "experiment recorded",
@@ -135,6 +138,8 @@ class Recorder:
         return experiment, created
 
     async def _index(self, experiment: common_pb2.Experiment) -> None:
+        if experiment.replicate_of:
+            return  # a repeat of an indexed experiment: indexing it again would only echo its motivation
         payload = {"experiment_id": experiment.id, "run_id": experiment.run_id, "name": experiment.name}
         motivation = experiment.proposal.motivation.strip()
         if motivation:
@@ -167,42 +172,110 @@ class Recorder:
         return comparisons.Relatives(parent, grandparent, siblings, baselines, best)
 
     async def _score(self, experiment: common_pb2.Experiment) -> None:
-        novelty = await self.novelty(experiment.proposal.motivation, experiment.run_id, experiment.id)
+        replicate = bool(experiment.replicate_of)
+        novelty = (
+            0.0  # a replicate repeats a recorded motivation: it is not a new idea
+            if replicate
+            else await self.novelty(experiment.proposal.motivation, experiment.run_id, experiment.id)
+        )
         if experiment.status == common_pb2.EXPERIMENT_STATUS_FAILED:
             experiment.fitness.CopyFrom(common_pb2.Fitness(novelty=novelty))
             experiment.analysis.CopyFrom(reports.failure_analysis(experiment))
             return
         relatives = await self.relatives(experiment)
-        candidates = list(relatives.baselines) + ([experiment] if experiment.is_baseline else [])
-        baseline = fitness.choose_baseline(candidates, self.settings.analyst_fitness_baseline)
-        parts = fitness.measured_parts(experiment, baseline)
+        # Baselines are scored by the same formula as candidates, against the same reference.
+        candidates = list(relatives.baselines) + (
+            [experiment] if experiment.is_baseline and not replicate else []
+        )
+        reference = fitness.choose_baseline(candidates, self.settings.analyst_fitness_baseline)
+        parts = fitness.measured_parts(experiment, reference)
         table = comparisons.comparisons(experiment, relatives)
-        base_params = fitness.layer_parameters(baseline.evaluation.metrics) if baseline else None
         fallback_judge = fitness.deterministic_judge(
             parts.loss,
             parts.benchmark,
             novelty,
             fitness.layer_parameters(experiment.evaluation.metrics),
-            base_params,
+            fitness.layer_parameters(reference.evaluation.metrics) if reference else None,
         )
-        if experiment.is_baseline:
-            # Baselines are the yardstick, not designs under review: a neutral judge (5.5 on each axis,
-            # judge_score 0.5) so their totals reflect measurements alone and a candidate that measures
-            # better than them ranks above them.
-            fallback_judge = common_pb2.JudgeScores(
-                performance=5.5,
-                innovation=5.5,
-                complexity=5.5,
-                rationale="Baselines are references: neutral judge scores.",
-                judged_by=fitness.BASELINE_JUDGE,
-            )
-        judge, analysis = await self._write(experiment, table, baseline, novelty, fallback_judge)
-        experiment.fitness.CopyFrom(fitness.compose(parts, judge, novelty, baseline))
+        if experiment.is_baseline or replicate:
+            # References and repeats are measured, not reviewed: the LLM's time goes to new candidates.
+            judge, analysis = fallback_judge, reports.deterministic_analysis(experiment, table)
+        else:
+            judge, analysis = await self._write(experiment, table, reference, novelty, fallback_judge)
+        experiment.fitness.CopyFrom(fitness.compose(parts, judge, novelty, reference))
         analysis.comparisons.extend(table)
-        analysis.breakthrough, analysis.breakthrough_reason = comparisons.breakthrough(
-            experiment, relatives, self.settings.analyst_breakthrough_margin
-        )
+        analysis.breakthrough = False  # only a confirmed result is a breakthrough (Confirm sets it)
+        analysis.breakthrough_reason = comparisons.exploratory_verdict(experiment, relatives)
+        if (rival := comparisons.strongest_baseline(relatives.baselines)) is not None:
+            analysis.rival_id = rival.id
+            original = not experiment.is_baseline and not experiment.replicate_of
+            analysis.promising = original and comparisons.leads(experiment, rival)
         experiment.analysis.CopyFrom(analysis)
+
+    async def confirm(self, experiment_id: str, against_id: str, rung: int) -> common_pb2.Experiment:
+        """Pair the recorded replicates of both by seed, test them, store the verdict on the experiment."""
+        async with self._lock:
+            experiment = await self.repository.get(experiment_id)
+            against = await self.repository.get(against_id)
+            for name, found, wanted in (
+                ("experiment_id", experiment, experiment_id),
+                ("against_id", against, against_id),
+            ):
+                if found is None:
+                    raise NotFound(f"{name}: no experiment with id {wanted!r}")
+            assert experiment is not None and against is not None
+            if experiment.status != common_pb2.EXPERIMENT_STATUS_SUCCEEDED or experiment.replicate_of:
+                raise FailedPrecondition(
+                    f"experiment {experiment_id!r} is not a succeeded original experiment: nothing to confirm"
+                )
+            if against.run_id != experiment.run_id or not against.is_baseline:
+                raise InvalidArgument(
+                    f"against_id {against_id!r} is not a baseline of run {experiment.run_id!r}"
+                )
+            matched = confirmation.pairs(
+                await self.repository.replicates(experiment.id),
+                await self.repository.replicates(against.id),
+                rung,
+            )
+            experiment.confirmation.CopyFrom(
+                confirmation.confirm(matched, against, rung, experiment.fitness.benchmark_noise_sd)
+            )
+            experiment.analysis.breakthrough = experiment.confirmation.confirmed
+            experiment.analysis.breakthrough_reason = experiment.confirmation.verdict
+            experiment.updated_at.FromDatetime(datetime.now(UTC))
+            await self.repository.replace(experiment)
+            log.info(
+                "experiment confirmation",
+                experiment_id=experiment.id,
+                against=against.id,
+                pairs=len(matched),
+                confirmed=experiment.confirmation.confirmed,
+                p_value=round(experiment.confirmation.p_value, 4),
+            )
+            return experiment
+
+    async def rescore(self, run_id: str) -> int:
+        """Score every result of the run against the current reference; how many changed.
+
+        A baseline recorded after others (or a reference that changed) would otherwise leave earlier
+        records scored against something else, or against themselves.
+        """
+        reference = fitness.choose_baseline(
+            await self.repository.baselines(run_id), self.settings.analyst_fitness_baseline
+        )
+        if reference is None:
+            return 0
+        changed = 0
+        for experiment in await self.repository.run_results(run_id):
+            old = experiment.fitness
+            if old.baseline_id == reference.id and old.baseline_loss == reference.evaluation.metrics.val_loss:
+                continue
+            experiment.fitness.CopyFrom(fitness.rescored(experiment, reference))
+            await self.repository.replace(experiment)
+            changed += 1
+        if changed:
+            log.info("run rescored", run_id=run_id, reference=reference.id, rescored=changed)
+        return changed
 
     async def _write(
         self,

@@ -28,10 +28,12 @@ _SORTS: dict[int, list[tuple[str, int]]] = {
     analyst_pb2.EXPERIMENT_SORT_CREATED_DESC: [("created_at", -1), ("_id", -1)],
     analyst_pb2.EXPERIMENT_SORT_CREATED_ASC: [("created_at", 1), ("_id", 1)],
 }
+NOT_A_REPLICATE: dict[str, Any] = {"is_replicate": {"$ne": True}}
 INDEXES: list[list[tuple[str, int]]] = [
     [("run_id", 1), ("fitness", -1)],
     [("run_id", 1), ("created_at", 1)],
     [("parent_ids", 1)],
+    [("replicate_of", 1)],
     [("fitness", -1)],
     [("created_at", 1)],
     [("status", 1)],
@@ -61,6 +63,9 @@ def to_document(experiment: common_pb2.Experiment) -> Document:
         "parent_ids": list(experiment.parent_ids),
         "cycle": experiment.cycle,
         "is_baseline": experiment.is_baseline,
+        # Documents written before replicates existed lack the field: queries use {"$ne": True}.
+        "is_replicate": bool(experiment.replicate_of),
+        "replicate_of": experiment.replicate_of,
         "reference_only": experiment.proposal.reference_only,
         "fitness": experiment.fitness.total,
         "val_loss": evaluation.metrics.val_loss if evaluation.metrics.HasField("val_loss") else None,
@@ -158,10 +163,16 @@ class ExperimentRepository:
         await self.experiments.replace_one({"_id": experiment.id}, to_document(experiment))
 
     async def page(
-        self, run_id: str, statuses: Sequence[int], sort: int, page_size: int, page_token: str
+        self,
+        run_id: str,
+        statuses: Sequence[int],
+        sort: int,
+        page_size: int,
+        page_token: str,
+        include_replicates: bool = False,
     ) -> tuple[list[common_pb2.Experiment], str, int]:
         await self.ensure_indexes()
-        query: dict[str, Any] = {}
+        query: dict[str, Any] = {} if include_replicates else dict(NOT_A_REPLICATE)
         if run_id:
             query["run_id"] = run_id
         if statuses:
@@ -179,6 +190,17 @@ class ExperimentRepository:
         await self.ensure_indexes()
         return [from_document(d) for d in await self.experiments.find(query, sort, 0, limit)]
 
+    async def replicates(self, experiment_id: str) -> list[common_pb2.Experiment]:
+        """The recorded replicates of one experiment, oldest first."""
+        return await self.find({"replicate_of": experiment_id}, [("created_at", 1), ("_id", 1)])
+
+    async def run_results(self, run_id: str) -> list[common_pb2.Experiment]:
+        """The run's succeeded experiments, replicates left out: what fitness ranks."""
+        return await self.find(
+            {"run_id": run_id, "status": "EXPERIMENT_STATUS_SUCCEEDED", **NOT_A_REPLICATE},
+            [("created_at", 1), ("_id", 1)],
+        )
+
     async def children(self, parent_ids: Sequence[str]) -> list[common_pb2.Experiment]:
         """Experiments with any of these as a parent, oldest first."""
         return await self.find({"parent_ids": {"$in": list(parent_ids)}}, [("created_at", 1), ("_id", 1)])
@@ -186,7 +208,12 @@ class ExperimentRepository:
     async def baselines(self, run_id: str) -> list[common_pb2.Experiment]:
         """The run's successfully evaluated baselines that may serve as fitness references."""
         found = await self.find(
-            {"run_id": run_id, "is_baseline": True, "status": "EXPERIMENT_STATUS_SUCCEEDED"},
+            {
+                "run_id": run_id,
+                "is_baseline": True,
+                "status": "EXPERIMENT_STATUS_SUCCEEDED",
+                **NOT_A_REPLICATE,
+            },
             [("created_at", 1), ("_id", 1)],
         )
         return [e for e in found if e.evaluation.metrics.HasField("val_loss")]
@@ -199,6 +226,7 @@ class ExperimentRepository:
                 "status": "EXPERIMENT_STATUS_SUCCEEDED",
                 "reference_only": False,
                 "_id": {"$ne": exclude_id},
+                **NOT_A_REPLICATE,
             },
             _SORTS[analyst_pb2.EXPERIMENT_SORT_FITNESS_DESC],
             limit=1,

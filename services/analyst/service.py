@@ -94,6 +94,16 @@ class AnalystServicer(analyst_pb2_grpc.AnalystServicer):
         experiment, created = await self.recorder.record(request.experiment)
         return analyst_pb2.RecordResponse(experiment=experiment, created=created)
 
+    async def Confirm(
+        self, request: analyst_pb2.ConfirmRequest, context: grpc.aio.ServicerContext
+    ) -> analyst_pb2.ConfirmResponse:
+        validation.check_id(request.experiment_id, "experiment_id")
+        validation.check_id(request.against_id, "against_id")
+        if request.rung > 2:
+            raise InvalidArgument(f"rung must be 1 or 2 (0 = 2), got {request.rung}")
+        experiment = await self.recorder.confirm(request.experiment_id, request.against_id, request.rung or 2)
+        return analyst_pb2.ConfirmResponse(experiment=experiment)
+
     async def _get(self, experiment_id: str) -> common_pb2.Experiment:
         validation.check_id(experiment_id, "id")
         experiment = await self.repository.get(experiment_id)
@@ -122,6 +132,7 @@ class AnalystServicer(analyst_pb2_grpc.AnalystServicer):
             request.sort,
             validation.page_size(request.page_size),
             request.page_token,
+            include_replicates=request.include_replicates,
         )
         return analyst_pb2.ListExperimentsResponse(
             experiments=experiments, next_page_token=token, total=total

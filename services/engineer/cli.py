@@ -14,8 +14,9 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from asiarch.common.cli import BUDGETS, budget_presets, matching, output_path
+from asiarch.common.cli import BUDGETS, budget_presets, in_repository, matching, output_path
 from asiarch.common.devices import DEVICE_PATTERN, DEVICES
+from asiarch.engineer.baseline_table import BaselineTable, page
 
 BASELINES_PAGE = "baselines.md"
 
@@ -112,63 +113,56 @@ def _print_summary(result: object) -> None:
             print(f"{score.name}: {score.score:.3f}")
 
 
-async def _baselines(args: argparse.Namespace) -> int:
-    """Evaluate every shipped baseline and write the table where --out says (see output_path)."""
-    import platform
+async def _evaluate_baseline(stub: object, proposal: object, preset: int, seed: int) -> tuple[object, float]:
     import time
 
+    from asiarch.v1 import common_pb2, engineer_pb2
+
+    started = time.perf_counter()
+    request = engineer_pb2.EvaluateRequest(
+        experiment_id=f"baseline-{proposal.name}-s{seed}",  # type: ignore[attr-defined]
+        proposal=proposal,
+        budget=common_pb2.Budget(preset=preset, seed=seed),
+        max_repairs=0,
+    )
+    result = None
+    async for event in stub.Evaluate(request):  # type: ignore[attr-defined]
+        if event.WhichOneof("event") == "result":
+            result = event.result
+    assert result is not None
+    return result, time.perf_counter() - started
+
+
+async def _baselines(args: argparse.Namespace) -> int:
+    """Evaluate every shipped baseline on --seeds seeds; write the table (mean ± sd) where --out says and
+    the budget's noise floor beside the fitness that reads it (see asiarch.common.noise)."""
+    from asiarch.common import noise
     from asiarch.common.client import open_channel
     from asiarch.v1 import common_pb2, engineer_pb2, engineer_pb2_grpc
 
     out = output_path(args.out, BASELINES_PAGE)  # decided first: a bad --out costs no training
     out.parent.mkdir(parents=True, exist_ok=True)
     preset = budget_presets()[args.budget]
-    rows = []
+    seeds = list(range(args.seed, args.seed + args.seeds))
+    runs: dict[str, list[tuple[object, float]]] = {}
     async with _engineer(args.engineer) as address, open_channel(address, auth_token=_token()) as channel:
         stub = engineer_pb2_grpc.EngineerStub(channel)
-        baselines = (await stub.ListBaselines(engineer_pb2.ListBaselinesRequest())).baselines
-        for proposal in baselines:
-            started = time.perf_counter()
-            request = engineer_pb2.EvaluateRequest(
-                experiment_id=f"baseline-{proposal.name}",
-                proposal=proposal,
-                budget=common_pb2.Budget(preset=preset, seed=args.seed),
-                max_repairs=0,
-            )
-            result = None
-            async for event in stub.Evaluate(request):
-                if event.WhichOneof("event") == "result":
-                    result = event.result
-            assert result is not None
-            rows.append((proposal, result, time.perf_counter() - started))
-            print(f"{proposal.name}: {common_pb2.EvaluationStatus.Name(result.status)}", file=sys.stderr)
-    settings = [b.name for b in rows[0][1].metrics.benchmarks] if rows else []
-    lines = [
-        "# Baselines",
-        "",
-        f"Every run starts from these layers (`services/engineer/baselines/`). Measured with "
-        f"`asiarch baselines --budget {args.budget} --seed {args.seed}` on {platform.machine()} "
-        f"({os.cpu_count()} cores), {rows[0][1].device if rows else ''}.",
-        "",
-        "| baseline | status | val loss (nats/byte) | bits/byte | "
-        + " | ".join(settings)
-        + " | tokens/s | parameters | wall s |",
-        "|---|---|---:|---:|" + "---:|" * len(settings) + "---:|---:|---:|",
-    ]
-    for proposal, result, seconds in rows:
-        m = result.metrics
-        status = common_pb2.EvaluationStatus.Name(result.status).removeprefix("EVALUATION_STATUS_").lower()
-        scores = " | ".join(f"{b.score:.3f}" for b in m.benchmarks) or " | ".join("" for _ in settings)
-        name = proposal.name + (" (reference)" if proposal.reference_only else "")
-        lines.append(
-            f"| {name} | {status} | {m.val_loss:.4f} | {m.bits_per_byte:.4f} | {scores} | "
-            f"{m.tokens_per_second:,.0f} | {m.parameters:,} | {seconds:.0f} |"
-        )
-    lines += ["", "Softmax attention is evaluated as a reference (quadratic, never a parent).", ""]
-    out.write_text("\n".join(lines))
-    print("\n".join(lines))
+        proposals = (await stub.ListBaselines(engineer_pb2.ListBaselinesRequest())).baselines
+        for seed in seeds:
+            for proposal in proposals:
+                result, seconds = await _evaluate_baseline(stub, proposal, preset, seed)
+                runs.setdefault(proposal.name, []).append((result, seconds))
+                status = common_pb2.EvaluationStatus.Name(result.status)
+                print(f"{proposal.name} seed {seed}: {status} ({seconds:.0f} s)", file=sys.stderr)
+    table = BaselineTable(args.budget, seeds, proposals, runs)
+    out.write_text(page(out.read_text() if out.exists() else "", table.markdown()))
+    print(table.markdown())
     print(f"written to {out.resolve()}")
-    return 0 if all(r.status == common_pb2.EVALUATION_STATUS_SUCCEEDED for _, r, _ in rows) else 1
+    if len(seeds) > 1 and table.all_succeeded:
+        floor = noise.TABLE if args.out is None and in_repository() else out.with_name(noise.TABLE.name)
+        noise.write_entry(table.noise_entry(), floor)
+        print(f"noise floor of {args.budget}/rung1 written to {floor.resolve()}")
+    return 0 if table.all_succeeded else 1
 
 
 def _token() -> str | None:
@@ -217,6 +211,14 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     cmd = commands.add_parser("baselines", help=f"evaluate the shipped baselines, write {BASELINES_PAGE}")
     _add_budget(cmd, "cpu")
+    cmd.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        metavar="N",
+        help="seeds --seed, --seed+1, ...: with N >= 2 the table shows mean ± sd and the budget's noise "
+        "floor (what the fitness divides by) is written",
+    )
     _add_engineer(cmd)
     cmd.add_argument(
         "--out",

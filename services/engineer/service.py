@@ -32,14 +32,9 @@ DEFAULT_PORT = 50053
 DEFAULT_CLASS = "DeltaNet"
 EXPERIMENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-# (file in baselines/, name, motivation, reference_only)
+# (file in baselines/, name, motivation, reference_only); deltanet first: it is the analyst's default
+# fitness reference, so a run's first records are scored against it rather than rescored later.
 BASELINES = (
-    (
-        "linear_attention.py",
-        "linear-attention",
-        "Linear attention with elu+1 features and output normalisation.",
-        False,
-    ),
     (
         "deltanet.py",
         "deltanet",
@@ -50,6 +45,12 @@ BASELINES = (
         "gated_deltanet.py",
         "gated-deltanet",
         "Gated DeltaNet: the delta rule with a Mamba-2 style forget gate.",
+        False,
+    ),
+    (
+        "linear_attention.py",
+        "linear-attention",
+        "Linear attention with elu+1 features and output normalisation.",
         False,
     ),
     ("softmax_attention.py", "softmax-attention", "Causal softmax attention, the quadratic reference.", True),

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ from typing import Any
 from asiarch.common.cli import BUDGETS, LLM_BACKENDS, MODES, Choices, matching
 from asiarch.common.devices import DEVICE_PATTERN, DEVICES
 from asiarch.common.errors import ConfigError
+from asiarch.orchestrator.config import split_addresses
 
 
 def _positive(kind: type) -> object:
@@ -23,6 +26,13 @@ def _positive(kind: type) -> object:
         return value
 
     return parse
+
+
+def _not_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
 
 
 def _run_dir(args: argparse.Namespace) -> Path:
@@ -39,29 +49,22 @@ def _run_dir(args: argparse.Namespace) -> Path:
 
 
 async def _discover(args: argparse.Namespace) -> int:
-    from contextlib import AsyncExitStack
-
     import grpc
 
     from asiarch.common.cli import llm_backend, proposal_mode
-    from asiarch.common.client import open_channel
     from asiarch.common.config import load_settings
     from asiarch.common.logs import configure_logging
     from asiarch.orchestrator.access import read_run, write_run
-    from asiarch.orchestrator.config import OrchestratorSettings, split_addresses
-    from asiarch.orchestrator.local import SupervisedService
-    from asiarch.orchestrator.loop import Discovery, Options, Stubs
+    from asiarch.orchestrator.config import OrchestratorSettings
+    from asiarch.orchestrator.loop import Discovery, Options
     from asiarch.orchestrator.progress import RichDisplay
-    from asiarch.v1 import analyst_pb2_grpc, engineer_pb2_grpc, researcher_pb2_grpc, selector_pb2_grpc
 
     settings = load_settings(OrchestratorSettings)
-    analyst = args.analyst or settings.analyst_address
-    selector = args.selector or settings.selector_address
     researcher = args.researcher or settings.researcher_address
-    engineers = split_addresses(args.engineer) if args.engineer else settings.engineers
-    check_strategy(args.strategy, selector)
+    check_strategy(args.strategy, args.selector or settings.selector_address)
     # The LLM of the services started here; a researcher given by address has its own, unknown here.
-    llm = llm_backend(args.llm) if researcher is None or analyst is None else None
+    local_llm = researcher is None or (args.analyst or settings.analyst_address) is None
+    llm = llm_backend(args.llm) if local_llm else None
     mode = proposal_mode(args.mode, llm if researcher is None else None)
     configure_logging(settings.log_level, settings.log_format, service="discover")
     run_dir = _run_dir(args)
@@ -85,8 +88,8 @@ async def _discover(args: argparse.Namespace) -> int:
         seed=args.seed,
         parallel=args.parallel,
         promote=args.promote,
+        confirm_seeds=args.confirm_seeds,
     )
-    token = settings.token
     display = RichDisplay()
     metadata: dict[str, Any] = {
         **previous.metadata,
@@ -104,6 +107,7 @@ async def _discover(args: argparse.Namespace) -> int:
             "budget": args.budget,
             "seed": args.seed,
             "parallel": args.parallel,
+            "confirm_seeds": args.confirm_seeds,
         },
         "message": "",
     }
@@ -113,6 +117,122 @@ async def _discover(args: argparse.Namespace) -> int:
         metadata.update(changes, updated_at=datetime.now(UTC).isoformat())
         write_run(run_dir, metadata)
 
+    async def cycle_done(cycle: int, proposed: dict[str, int]) -> None:
+        save(cycles_done=cycle, proposed=proposed)
+
+    try:
+        async with _services(args, settings, run_dir, llm, display, save) as (stubs, analyst):
+            with display:
+                discovery = Discovery(options, stubs, display, on_cycle=cycle_done)
+                ran = await discovery.run()
+            display.note(f"run {run_id}: {ran} cycle(s) this time; results in {run_dir}")
+            await _summarise(analyst, run_dir, display)
+            save(state="finished")
+            return 0
+    except asyncio.CancelledError:
+        save(state="stopped", message="interrupted; continue with --resume")
+        raise
+    except (grpc.aio.AioRpcError, ValueError) as exc:  # a verdict (e.g. an unknown strategy): say it plainly
+        message = f"{exc.code().name}: {exc.details()}" if isinstance(exc, grpc.aio.AioRpcError) else str(exc)
+        save(state="failed", message=message[:1000])
+        print(f"asiarch discover: {message}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        save(state="failed", message=f"{type(exc).__name__}: {exc}"[:1000])
+        raise
+
+
+async def _confirm(args: argparse.Namespace) -> int:
+    """`asiarch confirm ID`: the loop's confirmation, by hand, for one recorded experiment of a run, with
+    the run's own budget and seed (run.json); replicates already recorded are not trained again."""
+    import grpc
+
+    from asiarch.common.client import open_channel
+    from asiarch.common.config import load_settings
+    from asiarch.common.logs import configure_logging
+    from asiarch.orchestrator.access import DEFAULT_RUNS, latest_run, read_run, write_run
+    from asiarch.orchestrator.config import OrchestratorSettings
+    from asiarch.orchestrator.loop import Discovery, Options
+    from asiarch.orchestrator.progress import RichDisplay
+    from asiarch.orchestrator.results.fetch import ResultsError, find_experiment
+
+    settings = load_settings(OrchestratorSettings)
+    configure_logging(settings.log_level, settings.log_format, service="confirm")
+    run_dir = args.run_dir or latest_run(DEFAULT_RUNS)
+    run = read_run(run_dir) if run_dir is not None else None
+    if run is None or not run.metadata:
+        print(
+            f"asiarch confirm: no run in {run_dir or DEFAULT_RUNS} (no run.json); give --run-dir",
+            file=sys.stderr,
+        )
+        return 2
+    if run.metadata.get("state") == "running":
+        print(
+            f"asiarch confirm: run {run.run_id!r} is still running; confirm when it has stopped",
+            file=sys.stderr,
+        )
+        return 2
+    recorded = run.metadata.get("options", {})
+    options = Options(
+        run_id=run.run_id,
+        budget=recorded.get("budget", "cpu"),
+        seed=int(recorded.get("seed", 0)),
+        device=args.device or "",
+        parallel=args.parallel,
+        confirm_seeds=args.seeds,
+    )
+    metadata = dict(run.metadata)
+
+    def save(**changes: Any) -> None:
+        metadata.update(changes)
+        write_run(run_dir, metadata)
+
+    args.parallel, args.analyst, args.selector, args.researcher = options.parallel, None, None, None
+    display = RichDisplay()
+    try:
+        async with _services(args, settings, run_dir, "none", display, save, evaluation_only=True) as (
+            stubs,
+            analyst,
+        ):
+            with display:
+                discovery = Discovery(options, stubs, display)
+                async with open_channel(analyst, auth_token=settings.token) as channel:
+                    experiment = await find_experiment(channel, run, args.id)
+                    against = (await find_experiment(channel, run, args.against)).id if args.against else ""
+                confirmed = await discovery.confirm(experiment, against)
+    except ResultsError as exc:
+        print(f"asiarch confirm: {exc}", file=sys.stderr)
+        return 1
+    except (grpc.aio.AioRpcError, ValueError) as exc:
+        message = f"{exc.code().name}: {exc.details()}" if isinstance(exc, grpc.aio.AioRpcError) else str(exc)
+        print(f"asiarch confirm: {message}", file=sys.stderr)
+        return 1
+    print(f"{confirmed.id} {confirmed.name}: {confirmed.confirmation.verdict}")
+    return 0
+
+
+@contextlib.asynccontextmanager
+async def _services(
+    args: argparse.Namespace,
+    settings: Any,
+    run_dir: Path,
+    llm: str | None,
+    display: Any,
+    save: Callable[..., None],
+    evaluation_only: bool = False,
+) -> AsyncIterator[tuple[Any, str]]:
+    """Stubs of the four services: those given by address, the others started here on 127.0.0.1 (and
+    stopped when the block ends); yields the stubs and the analyst's address. `evaluation_only`: the
+    analyst and engineers alone (the engineer is then never asked for repairs)."""
+    from asiarch.common.client import open_channel
+    from asiarch.orchestrator.local import SupervisedService
+    from asiarch.orchestrator.loop import Stubs
+    from asiarch.v1 import analyst_pb2_grpc, engineer_pb2_grpc, researcher_pb2_grpc, selector_pb2_grpc
+
+    analyst = args.analyst or settings.analyst_address
+    selector = args.selector or settings.selector_address
+    researcher = args.researcher or settings.researcher_address
+    engineers = split_addresses(args.engineer) if args.engineer else settings.engineers
     base_env = {**os.environ, "ASIARCH_HOST": "127.0.0.1"}
     base_env.pop("ASIARCH_PORT", None)
     if llm is not None:
@@ -120,8 +240,7 @@ async def _discover(args: argparse.Namespace) -> int:
     local: list[str] = []
     pids: dict[str, int] = {}
     save(local_services=local, local_pids=pids)
-
-    async with AsyncExitStack() as stack:
+    async with contextlib.AsyncExitStack() as stack:
 
         async def start(name: str, env: dict[str, str]) -> str:
             service = SupervisedService(name, {**base_env, **env}, run_dir / "logs")
@@ -132,80 +251,43 @@ async def _discover(args: argparse.Namespace) -> int:
             display.note(f"started a local {name} on {service.address} (log: {run_dir / 'logs' / name}.log)")
             return service.address
 
-        try:
-            missing = [n for n, a in (("analyst", analyst), ("selector", selector)) if a is None]
-            if missing:
-                display.note(f"starting local {', '.join(missing)} …")
-            started = await asyncio.gather(
-                start("analyst", {"ASIARCH_RUN_DIR": str(run_dir)}) if analyst is None else _given(analyst),
-                start("selector", {}) if selector is None else _given(selector),
-            )
-            analyst, selector = started
-            if researcher is None:
-                researcher = await start("researcher", {"ASIARCH_ANALYST_ADDRESS": analyst})
-            if not engineers:
-                engineers = [
-                    await start(
-                        "engineer",
-                        {
-                            "ASIARCH_RESEARCHER_ADDRESS": researcher,
-                            "ASIARCH_ENGINEER_MAX_CONCURRENT": str(args.parallel),
-                        },
-                    )
-                ]
-            save(
-                local_pids=pids,
-                services={
-                    "analyst": analyst,
-                    "selector": selector,
-                    "researcher": researcher,
-                    "engineer": engineers,
-                },
-            )
-            channels = {
-                name: await stack.enter_async_context(open_channel(address, auth_token=token))
-                for name, address in (
-                    ("analyst", analyst),
-                    ("selector", selector),
-                    ("researcher", researcher),
-                )
+        missing = [n for n, a in (("analyst", analyst), ("selector", selector)) if a is None]
+        if missing:
+            display.note(f"starting local {', '.join(missing)} …")
+        analyst, selector = await asyncio.gather(
+            start("analyst", {"ASIARCH_RUN_DIR": str(run_dir)}) if analyst is None else _given(analyst),
+            start("selector", {}) if selector is None else _given(selector),
+        )
+        if researcher is None:
+            researcher = await start("researcher", {"ASIARCH_ANALYST_ADDRESS": analyst})
+        if not engineers:
+            env = {
+                "ASIARCH_RESEARCHER_ADDRESS": researcher,
+                "ASIARCH_ENGINEER_MAX_CONCURRENT": str(args.parallel),
             }
-            engineer_channels = [
-                await stack.enter_async_context(open_channel(a, auth_token=token)) for a in engineers
-            ]
-            stubs = Stubs(
-                selector=selector_pb2_grpc.SelectorStub(channels["selector"]),
-                researcher=researcher_pb2_grpc.ResearcherStub(channels["researcher"]),
-                engineers=[engineer_pb2_grpc.EngineerStub(c) for c in engineer_channels],
-                analyst=analyst_pb2_grpc.AnalystStub(channels["analyst"]),
-            )
+            engineers = [await start("engineer", env)]
+        addresses = {
+            "analyst": analyst,
+            "selector": selector,
+            "researcher": researcher,
+            "engineer": engineers,
+        }
+        save(local_pids=pids, services=addresses)
 
-            async def cycle_done(cycle: int, proposed: dict[str, int]) -> None:
-                save(cycles_done=cycle, proposed=proposed)
+        async def channel(address: str) -> Any:
+            return await stack.enter_async_context(open_channel(address, auth_token=settings.token))
 
-            with display:
-                discovery = Discovery(options, stubs, display, on_cycle=cycle_done)
-                ran = await discovery.run()
-            display.note(f"run {run_id}: {ran} cycle(s) this time; results in {run_dir}")
-            await _summarise(analyst, run_dir, display)
-            save(state="finished")
-            return 0
-        except asyncio.CancelledError:
-            save(state="stopped", message="interrupted; continue with --resume")
-            raise
-        except (
-            grpc.aio.AioRpcError,
-            ValueError,
-        ) as exc:  # a verdict (e.g. an unknown strategy): say it plainly
-            message = (
-                f"{exc.code().name}: {exc.details()}" if isinstance(exc, grpc.aio.AioRpcError) else str(exc)
-            )
-            save(state="failed", message=message[:1000])
-            print(f"asiarch discover: {message}", file=sys.stderr)
-            return 1
-        except Exception as exc:
-            save(state="failed", message=f"{type(exc).__name__}: {exc}"[:1000])
-            raise
+        yield (
+            Stubs(
+                selector=selector_pb2_grpc.SelectorStub(await channel(selector)) if selector else None,
+                researcher=researcher_pb2_grpc.ResearcherStub(await channel(researcher))
+                if researcher
+                else None,
+                engineers=[engineer_pb2_grpc.EngineerStub(await channel(a)) for a in engineers],
+                analyst=analyst_pb2_grpc.AnalystStub(await channel(analyst)),
+            ),
+            analyst,
+        )
 
 
 async def _given(address: str) -> str:
@@ -292,6 +374,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     cmd.add_argument("--promote", action="store_true", help="train again, longer, what beats the best loss")
     cmd.add_argument(
+        "--confirm-seeds",
+        type=_not_negative,
+        default=3,
+        metavar="K",
+        help="a candidate that leads the strongest baseline beyond noise is re-trained with K paired seeds "
+        "at rung 2 and tested (0: never)",
+    )
+    cmd.add_argument(
         "--run-dir",
         type=Path,
         help="where the run lives (default: runs/<--run-id>, else runs/run-<UTC time>; "
@@ -313,3 +403,35 @@ def register(commands: argparse._SubParsersAction) -> None:
         "(default: $ASIARCH_ENGINEER_ADDRESS, else a local one)",
     )
     cmd.set_defaults(run=lambda args: asyncio.run(_discover(args)))
+
+    confirm = commands.add_parser(
+        "confirm",
+        help="re-train one design and the strongest baseline on paired seeds and test the difference",
+        description=(
+            "What discover does for a candidate that leads the strongest baseline in its exploratory run, by "
+            "hand: train the design and a baseline with --seeds paired seeds (the run's budget at rung 2), "
+            "record every replicate, and let the analyst test the paired losses (one-sided t, 95 %). "
+            "Replicates already recorded are not trained again. Local services are started on the run "
+            "directory; the run must not be running."
+        ),
+    )
+    confirm.add_argument("id", help="experiment id, short id (as the leaderboard shows it) or name")
+    confirm.add_argument("--seeds", type=_positive(int), default=3, metavar="K", help="paired seeds")
+    confirm.add_argument(
+        "--against",
+        metavar="ID",
+        help="baseline to pair with (default: the strongest baseline when the design was recorded)",
+    )
+    confirm.add_argument(
+        "--run-dir", type=Path, help="the run (default: the most recently updated run under runs/)"
+    )
+    confirm.add_argument(
+        "--device",
+        type=matching(DEVICE_PATTERN, DEVICES),
+        help=f"torch device: {DEVICES} (default: the engineer's)",
+    )
+    confirm.add_argument("--parallel", type=_positive(int), default=1, help="evaluations at once")
+    confirm.add_argument(
+        "--engineer", action="append", help="host:port of an engineer (default: a local one)"
+    )
+    confirm.set_defaults(run=lambda args: asyncio.run(_confirm(args)))

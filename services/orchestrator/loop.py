@@ -44,6 +44,7 @@ class Options:
     seed: int = 0
     parallel: int = 1
     promote: bool = False
+    confirm_seeds: int = 3  # paired seeds for a candidate that leads the strongest baseline; 0: never
 
 
 @dataclass
@@ -73,6 +74,13 @@ def candidate_id(run_id: str, cycle: int, slot: int) -> str:
 
 def baseline_id(run_id: str, name: str) -> str:
     return f"{run_id}.base.{name}"
+
+
+def replicate_id(experiment_id: str, seed: int, rung: int) -> str:
+    return f"{experiment_id}.s{seed}.r{rung}"
+
+
+CONFIRMATION_RUNG = 2  # replicates train at the rung after the exploratory one
 
 
 class Discovery:
@@ -135,9 +143,9 @@ class Discovery:
         self._next_engineer += 1
         return engineer
 
-    def _budget(self) -> common_pb2.Budget:
+    def _budget(self, seed: int, rung: int) -> common_pb2.Budget:
         return common_pb2.Budget(
-            preset=budget_presets()[self.options.budget], device=self.options.device, seed=self.options.seed
+            preset=budget_presets()[self.options.budget], device=self.options.device, seed=seed, rung=rung
         )
 
     async def evaluate(
@@ -147,8 +155,10 @@ class Discovery:
         promote_below: float | None,
         *,
         repairable: bool = True,
+        seed: int | None = None,
+        rung: int = 0,
     ) -> common_pb2.Evaluation:
-        budget = self._budget()
+        budget = self._budget(self.options.seed if seed is None else seed, rung)
         if promote_below is not None:
             budget.promote_below_loss = promote_below
         request = engineer_pb2.EvaluateRequest(experiment_id=experiment_id, proposal=proposal, budget=budget)
@@ -215,6 +225,93 @@ class Discovery:
                 await job
 
         await asyncio.gather(*(run(j) for j in jobs))
+
+    # --- confirmation ---
+
+    async def get(self, experiment_id: str) -> common_pb2.Experiment | None:
+        try:
+            return await retrying(
+                "Analyst.GetExperiment",
+                lambda: self.stubs.analyst.GetExperiment(
+                    analyst_pb2.GetExperimentRequest(id=experiment_id), timeout=60
+                ),
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise
+
+    def confirmation_seeds(self, count: int) -> list[int]:
+        """Seeds of the replicates: after the run's own, the same for every candidate and baseline, so a
+        baseline's replicates are trained once and paired with every candidate."""
+        return [self.options.seed + i for i in range(1, count + 1)]
+
+    async def confirm(
+        self, experiment: common_pb2.Experiment, against_id: str = "", seeds: int | None = None
+    ) -> common_pb2.Experiment:
+        """Re-train the experiment and its rival on paired seeds at the next rung; the analyst tests them."""
+        against_id = against_id or experiment.analysis.rival_id
+        against = await self.get(against_id) if against_id else None
+        if against is None:
+            raise ValueError(f"{experiment.id}: no baseline to pair with (rival {against_id!r} not recorded)")
+        count = self.options.confirm_seeds if seeds is None else seeds
+        self.display.note(
+            f"confirming {experiment.name} against {against.name}: "
+            f"{count} paired seeds at rung {CONFIRMATION_RUNG}"
+        )
+        await self._bounded(
+            [
+                self._replicate(original, seed)
+                for seed in self.confirmation_seeds(count)
+                for original in (against, experiment)
+            ]
+        )
+        request = analyst_pb2.ConfirmRequest(
+            experiment_id=experiment.id, against_id=against.id, rung=CONFIRMATION_RUNG
+        )
+        reply = await retrying(
+            "Analyst.Confirm", lambda: self.stubs.analyst.Confirm(request, timeout=RECORD_TIMEOUT)
+        )
+        self.display.note(f"{experiment.name}: {reply.experiment.confirmation.verdict}")
+        return reply.experiment
+
+    async def _replicate(self, original: common_pb2.Experiment, seed: int) -> None:
+        """One replicate, trained unless the store already holds it."""
+        experiment_id = replicate_id(original.id, seed, CONFIRMATION_RUNG)
+        stored = await self.get(experiment_id)
+        if stored is not None and stored.status in TERMINAL:
+            return
+        proposal = common_pb2.Proposal()
+        proposal.CopyFrom(original.proposal)
+        if original.evaluation.final_source.module_source:  # what was evaluated, after any repair
+            proposal.source.CopyFrom(original.evaluation.final_source)
+        label = f"{original.name} seed {seed}"
+        self.display.started(experiment_id, label)
+        evaluation = await self.evaluate(
+            experiment_id, proposal, None, repairable=False, seed=seed, rung=CONFIRMATION_RUNG
+        )
+        recorded = await self.record(
+            common_pb2.Experiment(
+                id=experiment_id,
+                run_id=self.options.run_id,
+                name=label,
+                cycle=original.cycle,
+                is_baseline=original.is_baseline,
+                replicate_of=original.id,
+                proposal=proposal,
+                evaluation=evaluation,
+                created_at=_now(),
+            )
+        )
+        self.display.finished(experiment_id, recorded)
+
+    async def confirm_if_due(self, experiment: common_pb2.Experiment) -> common_pb2.Experiment:
+        due = (
+            self.options.confirm_seeds > 0
+            and experiment.analysis.promising
+            and not experiment.confirmation.against_id
+        )
+        return await self.confirm(experiment) if due else experiment
 
     # --- cycles ---
 
@@ -311,6 +408,7 @@ class Discovery:
         experiment_id = candidate_id(self.options.run_id, cycle, slot)
         existing = by_id.get(experiment_id)
         if existing is not None and existing.status in TERMINAL:
+            await self.confirm_if_due(existing)  # a run stopped during a confirmation finishes it
             return
         if existing is not None:  # resumed: the proposal was made and recorded before the stop
             pending = existing
@@ -356,7 +454,9 @@ class Discovery:
         final.CopyFrom(pending)
         final.status = common_pb2.EXPERIMENT_STATUS_UNSPECIFIED  # the analyst derives it from the evaluation
         final.evaluation.CopyFrom(evaluation)
-        self.display.finished(experiment_id, await self.record(final))
+        recorded = await self.record(final)
+        self.display.finished(experiment_id, recorded)
+        await self.confirm_if_due(recorded)
 
 
 class _LostStream(grpc.aio.AioRpcError):

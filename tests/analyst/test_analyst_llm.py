@@ -66,7 +66,8 @@ def test_the_llm_judges_and_writes_the_analysis(
             motivation="A forget gate for better recall.",
         ),
     )
-    assert base.fitness.judge.judged_by == "neutral:baseline"  # baselines are not sent to the LLM
+    # Baselines are not sent to the LLM: the deterministic judge, the same formula as without one.
+    assert base.fitness.judge.judged_by.startswith("deterministic:")
     judge = child.fitness.judge
     assert (judge.performance, judge.innovation, judge.complexity) == (8, 6, 7)
     assert judge.judged_by == "llm:tgi:default" and judge.rationale == JUDGE["rationale"]
@@ -98,7 +99,8 @@ def test_an_unavailable_llm_never_loses_the_record(
         child = record(stub, experiment("llm-down", parent="llm-base", loss=2.3, run_id="llm"))
     finally:
         fake_tgi.state.failures.clear()
-    assert child.status == common_pb2.EXPERIMENT_STATUS_SUCCEEDED and child.fitness.total > 0
+    assert child.status == common_pb2.EXPERIMENT_STATUS_SUCCEEDED and child.fitness.baseline_id == "llm-base"
+    assert "(fallback: the LLM failed" in child.fitness.judge.judged_by
     assert child.analysis.written_by.startswith("deterministic (fallback: the LLM failed")
 
 

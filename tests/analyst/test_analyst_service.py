@@ -19,10 +19,6 @@ from asiarch.v1 import analyst_pb2, analyst_pb2_grpc, common_pb2
 SUCCEEDED = common_pb2.EXPERIMENT_STATUS_SUCCEEDED
 
 
-def sigmoid6(x: float) -> float:
-    return 1 / (1 + math.exp(-6 * max(-1.0, min(1.0, x))))
-
-
 @pytest.fixture(scope="module")
 def analyst(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningService]:
     workdir = tmp_path_factory.mktemp("analyst")
@@ -87,16 +83,21 @@ def test_record_fills_in_fitness_against_the_runs_baseline(family: dict[str, com
     c1 = family["c1"]
     f = c1.fitness
     assert f.baseline_id == "deltanet" and f.baseline_loss == pytest.approx(2.2)
-    assert f.loss_score == pytest.approx(sigmoid6((2.2 - 2.0) / 0.22))
-    assert f.benchmark_score == pytest.approx(sigmoid6((0.25 - 0.075) / 0.0075))
+    # These records name no budget preset, so the noise is the assumed one (1 % of L_ref, 0.02) and says so.
+    assert f.noise_floor.startswith("assumed:")
+    assert f.loss_noise_sd == pytest.approx(0.022) and f.benchmark_noise_sd == pytest.approx(0.02)
+    assert f.loss_score == pytest.approx((2.2 - 2.0) / (2 * 0.022))
+    assert f.benchmark_score == pytest.approx((0.25 - 0.075) / (2 * 0.02))
     assert f.total == pytest.approx(f.loss_score + f.benchmark_score + f.judge_score)
     assert f.judge.judged_by.startswith("deterministic:") and 1 <= f.judge.performance <= 10
     assert 0 < f.novelty <= 1
-    # The named baseline scores against itself: the neutral middle, and its judge is neutral too.
-    assert family["deltanet"].fitness.loss_score == pytest.approx(0.5)
-    assert family["deltanet"].fitness.judge_score == pytest.approx(0.5)
-    assert family["deltanet"].fitness.judge.judged_by == "neutral:baseline"
-    assert family["c2"].fitness.loss_score < 0.5 < c1.fitness.loss_score
+    # The reference scores 0 + 0 + judge; the baselines are scored by the same formula, so their
+    # fitness follows their measurements (no neutral tie).
+    deltanet, linear = family["deltanet"].fitness, family["linear-attention"].fitness
+    assert deltanet.loss_score == 0 and deltanet.benchmark_score == 0
+    assert deltanet.judge.judged_by.startswith("deterministic:")
+    assert linear.loss_score < 0 and linear.total < deltanet.total
+    assert family["c2"].fitness.loss_score < 0 < c1.fitness.loss_score
 
 
 def test_record_writes_the_five_part_analysis_with_a_quasi_ablation(
@@ -120,14 +121,118 @@ def test_record_writes_the_five_part_analysis_with_a_quasi_ablation(
     assert "Revert" in c2.synthesis
 
 
-def test_breakthrough_needs_to_beat_every_baseline_and_the_best_so_far(
+def test_an_exploratory_lead_is_promising_but_never_a_breakthrough(
     family: dict[str, common_pb2.Experiment],
 ) -> None:
-    assert family["g1"].analysis.breakthrough, family["g1"].analysis.breakthrough_reason
-    assert "c1" in family["g1"].analysis.breakthrough_reason
-    assert not family["c2"].analysis.breakthrough
-    assert "does not beat deltanet" in family["c2"].analysis.breakthrough_reason
-    assert not family["deltanet"].analysis.breakthrough
+    g1, c2 = family["g1"].analysis, family["c2"].analysis
+    assert not any(e.analysis.breakthrough for e in family.values())  # only Confirm makes one
+    assert g1.promising and g1.rival_id == "deltanet"  # the strongest selectable baseline, not softmax
+    assert (
+        g1.breakthrough_reason.startswith("not confirmed yet") and "asiarch confirm" in g1.breakthrough_reason
+    )
+    assert not c2.promising and "no lead beyond the noise" in c2.breakthrough_reason
+    assert not family["deltanet"].analysis.promising
+
+
+def test_a_reference_recorded_late_rescores_the_run(stub: analyst_pb2_grpc.AnalystStub) -> None:
+    run = "late-reference"
+    linear = experiment("late-linear", baseline=True, loss=2.6, run_id=run)
+    linear.name = linear.proposal.name = "linear-attention"
+    first = record(stub, linear).experiment
+    assert first.fitness.baseline_id == "late-linear" and first.fitness.loss_score == 0  # only itself yet
+    child = record(stub, experiment("late-child", parent="late-linear", loss=2.0, run_id=run)).experiment
+    assert child.fitness.baseline_id == "late-linear"
+    deltanet = experiment("late-deltanet", baseline=True, loss=2.2, run_id=run)
+    deltanet.name = deltanet.proposal.name = "deltanet"
+    record(stub, deltanet)
+    get = stub.GetExperiment
+    child = get(analyst_pb2.GetExperimentRequest(id="late-child"), timeout=10)
+    linear_now = get(analyst_pb2.GetExperimentRequest(id="late-linear"), timeout=10)
+    assert child.fitness.baseline_id == "late-deltanet" and child.fitness.baseline_loss == pytest.approx(2.2)
+    assert child.fitness.loss_score == pytest.approx(0.2 / (2 * 0.022))
+    assert linear_now.fitness.baseline_id == "late-deltanet" and linear_now.fitness.loss_score < 0
+
+
+def replicate(
+    original: str, seed: int, loss: float, run: str, baseline: bool = False
+) -> common_pb2.Experiment:
+    e = experiment(f"{original}.s{seed}.r2", loss=loss, run_id=run, baseline=baseline)
+    e.replicate_of = original
+    e.evaluation.budget.seed = seed
+    e.evaluation.budget.rung = 2
+    return e
+
+
+def test_replicates_are_stored_apart_and_confirm_tests_the_pairs(stub: analyst_pb2_grpc.AnalystStub) -> None:
+    run = "confirmation"
+    record(stub, experiment("conf-base", baseline=True, loss=2.2, run_id=run))
+    record(stub, experiment("winner", parent="conf-base", loss=2.0, run_id=run, motivation="A real gain."))
+    record(stub, experiment("lucky", parent="conf-base", loss=2.1, run_id=run, motivation="A lucky seed."))
+    for seed, base, win, luck in ((1, 2.20, 2.00, 2.25), (2, 2.21, 2.02, 2.12), (3, 2.19, 1.99, 2.21)):
+        record(stub, replicate("conf-base", seed, base, run, baseline=True))
+        stored = record(stub, replicate("winner", seed, win, run)).experiment
+        assert not stored.analysis.promising and stored.fitness.novelty == 0
+        record(stub, replicate("lucky", seed, luck, run))
+    listed = stub.ListExperiments(analyst_pb2.ListExperimentsRequest(run_id=run), timeout=10)
+    assert listed.total == 3  # the search's own experiments; replicates only when asked for
+    everything = stub.ListExperiments(
+        analyst_pb2.ListExperimentsRequest(run_id=run, include_replicates=True), timeout=10
+    )
+    assert everything.total == 12
+
+    confirmed = stub.Confirm(
+        analyst_pb2.ConfirmRequest(experiment_id="winner", against_id="conf-base"), timeout=30
+    ).experiment
+    c = confirmed.confirmation
+    assert c.confirmed and confirmed.analysis.breakthrough
+    assert [p.seed for p in c.pairs] == [1, 2, 3] and c.rung == 2
+    assert c.improvement_mean == pytest.approx(0.1967, abs=1e-3) and c.improvement_lower_95 > 0
+    assert c.p_value < 0.05 and c.verdict.startswith("confirmed:")
+    assert c.val_loss_sd > 0 and c.against_val_loss_mean == pytest.approx(2.2)
+    stored = stub.GetExperiment(analyst_pb2.GetExperimentRequest(id="winner"), timeout=10)
+    assert stored.confirmation == c
+
+    lucky = stub.Confirm(
+        analyst_pb2.ConfirmRequest(experiment_id="lucky", against_id="conf-base"), timeout=30
+    ).experiment
+    assert not lucky.confirmation.confirmed and not lucky.analysis.breakthrough
+    assert (
+        lucky.confirmation.p_value >= 0.05 and "within the seed-to-seed noise" in lucky.confirmation.verdict
+    )
+
+
+def test_confirm_refuses_what_it_cannot_test(stub: analyst_pb2_grpc.AnalystStub) -> None:
+    run = "confirm-errors"
+    record(stub, experiment("ce-base", baseline=True, loss=2.2, run_id=run))
+    record(stub, experiment("ce-child", parent="ce-base", loss=2.0, run_id=run))
+    cases = [
+        (analyst_pb2.ConfirmRequest(against_id="ce-base"), grpc.StatusCode.INVALID_ARGUMENT, "experiment_id"),
+        (
+            analyst_pb2.ConfirmRequest(experiment_id="nope", against_id="ce-base"),
+            grpc.StatusCode.NOT_FOUND,
+            "nope",
+        ),
+        (
+            analyst_pb2.ConfirmRequest(experiment_id="ce-child", against_id="ce-child"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "against_id",
+        ),
+        (
+            analyst_pb2.ConfirmRequest(experiment_id="ce-child", against_id="ce-base", rung=3),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "rung",
+        ),
+    ]
+    for request, code, named in cases:
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.Confirm(request, timeout=30)
+        assert caught.value.code() == code and named in caught.value.details()
+    # No replicates recorded: a verdict, not an error, and nothing is called confirmed.
+    none = stub.Confirm(
+        analyst_pb2.ConfirmRequest(experiment_id="ce-child", against_id="ce-base"), timeout=30
+    )
+    assert not none.experiment.confirmation.confirmed
+    assert "0 seed(s)" in none.experiment.confirmation.verdict
 
 
 def test_get_list_and_lineage(

@@ -25,17 +25,17 @@ _sym_db = _symbol_database.Default()
 from asiarch.v1 import common_pb2 as asiarch_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x61siarch/v1/analyst.proto\x12\nasiarch.v1\x1a\x17\x61siarch/v1/common.proto\";\n\rRecordRequest\x12*\n\nexperiment\x18\x01 \x01(\x0b\x32\x16.asiarch.v1.Experiment\"M\n\x0eRecordResponse\x12*\n\nexperiment\x18\x01 \x01(\x0b\x32\x16.asiarch.v1.Experiment\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"\"\n\x14GetExperimentRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\xa9\x01\n\x16ListExperimentsRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12.\n\x08statuses\x18\x02 \x03(\x0e\x32\x1c.asiarch.v1.ExperimentStatus\x12(\n\x04sort\x18\x03 \x01(\x0e\x32\x1a.asiarch.v1.ExperimentSort\x12\x11\n\tpage_size\x18\x04 \x01(\r\x12\x12\n\npage_token\x18\x05 \x01(\t\"n\n\x17ListExperimentsResponse\x12+\n\x0b\x65xperiments\x18\x01 \x03(\x0b\x32\x16.asiarch.v1.Experiment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\r\n\x05total\x18\x03 \x01(\r\"/\n\x0eLineageRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tmax_depth\x18\x02 \x01(\r\"\x8e\x01\n\x0bLineageNode\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\nparent_ids\x18\x03 \x03(\t\x12\x0f\n\x07\x66itness\x18\x04 \x01(\x01\x12\x12\n\ngeneration\x18\x05 \x01(\x05\x12,\n\x06status\x18\x06 \x01(\x0e\x32\x1c.asiarch.v1.ExperimentStatus\"\x92\x01\n\x0fLineageResponse\x12%\n\x04node\x18\x01 \x01(\x0b\x32\x17.asiarch.v1.LineageNode\x12*\n\tancestors\x18\x02 \x03(\x0b\x32\x17.asiarch.v1.LineageNode\x12,\n\x0b\x64\x65scendants\x18\x03 \x03(\x0b\x32\x17.asiarch.v1.LineageNode\"{\n\x0fRetrieveRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12+\n\x0b\x63ollections\x18\x02 \x03(\x0e\x32\x16.asiarch.v1.Collection\x12\t\n\x01k\x18\x03 \x01(\r\x12\x11\n\tmin_score\x18\x04 \x01(\x01\x12\x0e\n\x06run_id\x18\x05 \x01(\t\"\x89\x01\n\x0cKnowledgeHit\x12\n\n\x02id\x18\x01 \x01(\t\x12*\n\ncollection\x18\x02 \x01(\x0e\x32\x16.asiarch.v1.Collection\x12\r\n\x05score\x18\x03 \x01(\x01\x12\r\n\x05title\x18\x04 \x01(\t\x12\x0c\n\x04text\x18\x05 \x01(\t\x12\x15\n\rexperiment_id\x18\x06 \x01(\t\":\n\x10RetrieveResponse\x12&\n\x04hits\x18\x01 \x03(\x0b\x32\x18.asiarch.v1.KnowledgeHit\"W\n\x12\x46indSimilarRequest\x12\x12\n\nmotivation\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\r\x12\x0e\n\x06run_id\x18\x03 \x01(\t\x12\x12\n\nexclude_id\x18\x04 \x01(\t\"`\n\x11SimilarExperiment\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\nsimilarity\x18\x03 \x01(\x01\x12\x12\n\nmotivation\x18\x04 \x01(\t\"V\n\x13\x46indSimilarResponse\x12.\n\x07matches\x18\x01 \x03(\x0b\x32\x1d.asiarch.v1.SimilarExperiment\x12\x0f\n\x07novelty\x18\x02 \x01(\x01\"\xb2\x01\n\x0e\x43ognitionEntry\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x18\n\x10trigger_patterns\x18\x03 \x03(\t\x12\x16\n\x0e\x64\x65sign_insight\x18\x04 \x01(\t\x12\x11\n\talgorithm\x18\x05 \x01(\t\x12\x1f\n\x17implementation_guidance\x18\x06 \x01(\t\x12\x11\n\treference\x18\x07 \x01(\t\x12\x0c\n\x04tags\x18\x08 \x03(\t\"^\n\x16IngestCognitionRequest\x12+\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1a.asiarch.v1.CognitionEntry\x12\x17\n\x0finclude_builtin\x18\x02 \x01(\x08\"M\n\x17IngestCognitionResponse\x12\x10\n\x08ingested\x18\x01 \x01(\r\x12\x11\n\tunchanged\x18\x02 \x01(\r\x12\r\n\x05total\x18\x03 \x01(\r*\x96\x01\n\x0e\x45xperimentSort\x12\x1f\n\x1b\x45XPERIMENT_SORT_UNSPECIFIED\x10\x00\x12 \n\x1c\x45XPERIMENT_SORT_FITNESS_DESC\x10\x01\x12 \n\x1c\x45XPERIMENT_SORT_CREATED_DESC\x10\x02\x12\x1f\n\x1b\x45XPERIMENT_SORT_CREATED_ASC\x10\x03*w\n\nCollection\x12\x1a\n\x16\x43OLLECTION_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43OLLECTION_MOTIVATIONS\x10\x01\x12\x17\n\x13\x43OLLECTION_ANALYSES\x10\x02\x12\x18\n\x14\x43OLLECTION_COGNITION\x10\x03\x32\xa8\x04\n\x07\x41nalyst\x12?\n\x06Record\x12\x19.asiarch.v1.RecordRequest\x1a\x1a.asiarch.v1.RecordResponse\x12I\n\rGetExperiment\x12 .asiarch.v1.GetExperimentRequest\x1a\x16.asiarch.v1.Experiment\x12Z\n\x0fListExperiments\x12\".asiarch.v1.ListExperimentsRequest\x1a#.asiarch.v1.ListExperimentsResponse\x12\x42\n\x07Lineage\x12\x1a.asiarch.v1.LineageRequest\x1a\x1b.asiarch.v1.LineageResponse\x12\x45\n\x08Retrieve\x12\x1b.asiarch.v1.RetrieveRequest\x1a\x1c.asiarch.v1.RetrieveResponse\x12N\n\x0b\x46indSimilar\x12\x1e.asiarch.v1.FindSimilarRequest\x1a\x1f.asiarch.v1.FindSimilarResponse\x12Z\n\x0fIngestCognition\x12\".asiarch.v1.IngestCognitionRequest\x1a#.asiarch.v1.IngestCognitionResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x61siarch/v1/analyst.proto\x12\nasiarch.v1\x1a\x17\x61siarch/v1/common.proto\";\n\rRecordRequest\x12*\n\nexperiment\x18\x01 \x01(\x0b\x32\x16.asiarch.v1.Experiment\"M\n\x0eRecordResponse\x12*\n\nexperiment\x18\x01 \x01(\x0b\x32\x16.asiarch.v1.Experiment\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"\"\n\x14GetExperimentRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\xc5\x01\n\x16ListExperimentsRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12.\n\x08statuses\x18\x02 \x03(\x0e\x32\x1c.asiarch.v1.ExperimentStatus\x12(\n\x04sort\x18\x03 \x01(\x0e\x32\x1a.asiarch.v1.ExperimentSort\x12\x11\n\tpage_size\x18\x04 \x01(\r\x12\x12\n\npage_token\x18\x05 \x01(\t\x12\x1a\n\x12include_replicates\x18\x06 \x01(\x08\"n\n\x17ListExperimentsResponse\x12+\n\x0b\x65xperiments\x18\x01 \x03(\x0b\x32\x16.asiarch.v1.Experiment\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\r\n\x05total\x18\x03 \x01(\r\"/\n\x0eLineageRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tmax_depth\x18\x02 \x01(\r\"\x8e\x01\n\x0bLineageNode\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\nparent_ids\x18\x03 \x03(\t\x12\x0f\n\x07\x66itness\x18\x04 \x01(\x01\x12\x12\n\ngeneration\x18\x05 \x01(\x05\x12,\n\x06status\x18\x06 \x01(\x0e\x32\x1c.asiarch.v1.ExperimentStatus\"\x92\x01\n\x0fLineageResponse\x12%\n\x04node\x18\x01 \x01(\x0b\x32\x17.asiarch.v1.LineageNode\x12*\n\tancestors\x18\x02 \x03(\x0b\x32\x17.asiarch.v1.LineageNode\x12,\n\x0b\x64\x65scendants\x18\x03 \x03(\x0b\x32\x17.asiarch.v1.LineageNode\"{\n\x0fRetrieveRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12+\n\x0b\x63ollections\x18\x02 \x03(\x0e\x32\x16.asiarch.v1.Collection\x12\t\n\x01k\x18\x03 \x01(\r\x12\x11\n\tmin_score\x18\x04 \x01(\x01\x12\x0e\n\x06run_id\x18\x05 \x01(\t\"\x89\x01\n\x0cKnowledgeHit\x12\n\n\x02id\x18\x01 \x01(\t\x12*\n\ncollection\x18\x02 \x01(\x0e\x32\x16.asiarch.v1.Collection\x12\r\n\x05score\x18\x03 \x01(\x01\x12\r\n\x05title\x18\x04 \x01(\t\x12\x0c\n\x04text\x18\x05 \x01(\t\x12\x15\n\rexperiment_id\x18\x06 \x01(\t\":\n\x10RetrieveResponse\x12&\n\x04hits\x18\x01 \x03(\x0b\x32\x18.asiarch.v1.KnowledgeHit\"W\n\x12\x46indSimilarRequest\x12\x12\n\nmotivation\x18\x01 \x01(\t\x12\t\n\x01k\x18\x02 \x01(\r\x12\x0e\n\x06run_id\x18\x03 \x01(\t\x12\x12\n\nexclude_id\x18\x04 \x01(\t\"`\n\x11SimilarExperiment\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\nsimilarity\x18\x03 \x01(\x01\x12\x12\n\nmotivation\x18\x04 \x01(\t\"V\n\x13\x46indSimilarResponse\x12.\n\x07matches\x18\x01 \x03(\x0b\x32\x1d.asiarch.v1.SimilarExperiment\x12\x0f\n\x07novelty\x18\x02 \x01(\x01\"\xb2\x01\n\x0e\x43ognitionEntry\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x18\n\x10trigger_patterns\x18\x03 \x03(\t\x12\x16\n\x0e\x64\x65sign_insight\x18\x04 \x01(\t\x12\x11\n\talgorithm\x18\x05 \x01(\t\x12\x1f\n\x17implementation_guidance\x18\x06 \x01(\t\x12\x11\n\treference\x18\x07 \x01(\t\x12\x0c\n\x04tags\x18\x08 \x03(\t\"^\n\x16IngestCognitionRequest\x12+\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1a.asiarch.v1.CognitionEntry\x12\x17\n\x0finclude_builtin\x18\x02 \x01(\x08\"M\n\x17IngestCognitionResponse\x12\x10\n\x08ingested\x18\x01 \x01(\r\x12\x11\n\tunchanged\x18\x02 \x01(\r\x12\r\n\x05total\x18\x03 \x01(\r\"I\n\x0e\x43onfirmRequest\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12\x12\n\nagainst_id\x18\x02 \x01(\t\x12\x0c\n\x04rung\x18\x03 \x01(\r\"=\n\x0f\x43onfirmResponse\x12*\n\nexperiment\x18\x01 \x01(\x0b\x32\x16.asiarch.v1.Experiment*\x96\x01\n\x0e\x45xperimentSort\x12\x1f\n\x1b\x45XPERIMENT_SORT_UNSPECIFIED\x10\x00\x12 \n\x1c\x45XPERIMENT_SORT_FITNESS_DESC\x10\x01\x12 \n\x1c\x45XPERIMENT_SORT_CREATED_DESC\x10\x02\x12\x1f\n\x1b\x45XPERIMENT_SORT_CREATED_ASC\x10\x03*w\n\nCollection\x12\x1a\n\x16\x43OLLECTION_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43OLLECTION_MOTIVATIONS\x10\x01\x12\x17\n\x13\x43OLLECTION_ANALYSES\x10\x02\x12\x18\n\x14\x43OLLECTION_COGNITION\x10\x03\x32\xec\x04\n\x07\x41nalyst\x12?\n\x06Record\x12\x19.asiarch.v1.RecordRequest\x1a\x1a.asiarch.v1.RecordResponse\x12I\n\rGetExperiment\x12 .asiarch.v1.GetExperimentRequest\x1a\x16.asiarch.v1.Experiment\x12Z\n\x0fListExperiments\x12\".asiarch.v1.ListExperimentsRequest\x1a#.asiarch.v1.ListExperimentsResponse\x12\x42\n\x07Lineage\x12\x1a.asiarch.v1.LineageRequest\x1a\x1b.asiarch.v1.LineageResponse\x12\x45\n\x08Retrieve\x12\x1b.asiarch.v1.RetrieveRequest\x1a\x1c.asiarch.v1.RetrieveResponse\x12N\n\x0b\x46indSimilar\x12\x1e.asiarch.v1.FindSimilarRequest\x1a\x1f.asiarch.v1.FindSimilarResponse\x12Z\n\x0fIngestCognition\x12\".asiarch.v1.IngestCognitionRequest\x1a#.asiarch.v1.IngestCognitionResponse\x12\x42\n\x07\x43onfirm\x12\x1a.asiarch.v1.ConfirmRequest\x1a\x1b.asiarch.v1.ConfirmResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'asiarch.v1.analyst_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EXPERIMENTSORT']._serialized_start=1825
-  _globals['_EXPERIMENTSORT']._serialized_end=1975
-  _globals['_COLLECTION']._serialized_start=1977
-  _globals['_COLLECTION']._serialized_end=2096
+  _globals['_EXPERIMENTSORT']._serialized_start=1991
+  _globals['_EXPERIMENTSORT']._serialized_end=2141
+  _globals['_COLLECTION']._serialized_start=2143
+  _globals['_COLLECTION']._serialized_end=2262
   _globals['_RECORDREQUEST']._serialized_start=65
   _globals['_RECORDREQUEST']._serialized_end=124
   _globals['_RECORDRESPONSE']._serialized_start=126
@@ -43,33 +43,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETEXPERIMENTREQUEST']._serialized_start=205
   _globals['_GETEXPERIMENTREQUEST']._serialized_end=239
   _globals['_LISTEXPERIMENTSREQUEST']._serialized_start=242
-  _globals['_LISTEXPERIMENTSREQUEST']._serialized_end=411
-  _globals['_LISTEXPERIMENTSRESPONSE']._serialized_start=413
-  _globals['_LISTEXPERIMENTSRESPONSE']._serialized_end=523
-  _globals['_LINEAGEREQUEST']._serialized_start=525
-  _globals['_LINEAGEREQUEST']._serialized_end=572
-  _globals['_LINEAGENODE']._serialized_start=575
-  _globals['_LINEAGENODE']._serialized_end=717
-  _globals['_LINEAGERESPONSE']._serialized_start=720
-  _globals['_LINEAGERESPONSE']._serialized_end=866
-  _globals['_RETRIEVEREQUEST']._serialized_start=868
-  _globals['_RETRIEVEREQUEST']._serialized_end=991
-  _globals['_KNOWLEDGEHIT']._serialized_start=994
-  _globals['_KNOWLEDGEHIT']._serialized_end=1131
-  _globals['_RETRIEVERESPONSE']._serialized_start=1133
-  _globals['_RETRIEVERESPONSE']._serialized_end=1191
-  _globals['_FINDSIMILARREQUEST']._serialized_start=1193
-  _globals['_FINDSIMILARREQUEST']._serialized_end=1280
-  _globals['_SIMILAREXPERIMENT']._serialized_start=1282
-  _globals['_SIMILAREXPERIMENT']._serialized_end=1378
-  _globals['_FINDSIMILARRESPONSE']._serialized_start=1380
-  _globals['_FINDSIMILARRESPONSE']._serialized_end=1466
-  _globals['_COGNITIONENTRY']._serialized_start=1469
-  _globals['_COGNITIONENTRY']._serialized_end=1647
-  _globals['_INGESTCOGNITIONREQUEST']._serialized_start=1649
-  _globals['_INGESTCOGNITIONREQUEST']._serialized_end=1743
-  _globals['_INGESTCOGNITIONRESPONSE']._serialized_start=1745
-  _globals['_INGESTCOGNITIONRESPONSE']._serialized_end=1822
-  _globals['_ANALYST']._serialized_start=2099
-  _globals['_ANALYST']._serialized_end=2651
+  _globals['_LISTEXPERIMENTSREQUEST']._serialized_end=439
+  _globals['_LISTEXPERIMENTSRESPONSE']._serialized_start=441
+  _globals['_LISTEXPERIMENTSRESPONSE']._serialized_end=551
+  _globals['_LINEAGEREQUEST']._serialized_start=553
+  _globals['_LINEAGEREQUEST']._serialized_end=600
+  _globals['_LINEAGENODE']._serialized_start=603
+  _globals['_LINEAGENODE']._serialized_end=745
+  _globals['_LINEAGERESPONSE']._serialized_start=748
+  _globals['_LINEAGERESPONSE']._serialized_end=894
+  _globals['_RETRIEVEREQUEST']._serialized_start=896
+  _globals['_RETRIEVEREQUEST']._serialized_end=1019
+  _globals['_KNOWLEDGEHIT']._serialized_start=1022
+  _globals['_KNOWLEDGEHIT']._serialized_end=1159
+  _globals['_RETRIEVERESPONSE']._serialized_start=1161
+  _globals['_RETRIEVERESPONSE']._serialized_end=1219
+  _globals['_FINDSIMILARREQUEST']._serialized_start=1221
+  _globals['_FINDSIMILARREQUEST']._serialized_end=1308
+  _globals['_SIMILAREXPERIMENT']._serialized_start=1310
+  _globals['_SIMILAREXPERIMENT']._serialized_end=1406
+  _globals['_FINDSIMILARRESPONSE']._serialized_start=1408
+  _globals['_FINDSIMILARRESPONSE']._serialized_end=1494
+  _globals['_COGNITIONENTRY']._serialized_start=1497
+  _globals['_COGNITIONENTRY']._serialized_end=1675
+  _globals['_INGESTCOGNITIONREQUEST']._serialized_start=1677
+  _globals['_INGESTCOGNITIONREQUEST']._serialized_end=1771
+  _globals['_INGESTCOGNITIONRESPONSE']._serialized_start=1773
+  _globals['_INGESTCOGNITIONRESPONSE']._serialized_end=1850
+  _globals['_CONFIRMREQUEST']._serialized_start=1852
+  _globals['_CONFIRMREQUEST']._serialized_end=1925
+  _globals['_CONFIRMRESPONSE']._serialized_start=1927
+  _globals['_CONFIRMRESPONSE']._serialized_end=1988
+  _globals['_ANALYST']._serialized_start=2265
+  _globals['_ANALYST']._serialized_end=2885
 # @@protoc_insertion_point(module_scope)

@@ -51,18 +51,20 @@ class GetExperimentRequest(_message.Message):
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class ListExperimentsRequest(_message.Message):
-    __slots__ = ("run_id", "statuses", "sort", "page_size", "page_token")
+    __slots__ = ("run_id", "statuses", "sort", "page_size", "page_token", "include_replicates")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     STATUSES_FIELD_NUMBER: _ClassVar[int]
     SORT_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_REPLICATES_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     statuses: _containers.RepeatedScalarFieldContainer[_common_pb2.ExperimentStatus]
     sort: ExperimentSort
     page_size: int
     page_token: str
-    def __init__(self, run_id: _Optional[str] = ..., statuses: _Optional[_Iterable[_Union[_common_pb2.ExperimentStatus, str]]] = ..., sort: _Optional[_Union[ExperimentSort, str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    include_replicates: bool
+    def __init__(self, run_id: _Optional[str] = ..., statuses: _Optional[_Iterable[_Union[_common_pb2.ExperimentStatus, str]]] = ..., sort: _Optional[_Union[ExperimentSort, str]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., include_replicates: _Optional[bool] = ...) -> None: ...
 
 class ListExperimentsResponse(_message.Message):
     __slots__ = ("experiments", "next_page_token", "total")
@@ -213,3 +215,19 @@ class IngestCognitionResponse(_message.Message):
     unchanged: int
     total: int
     def __init__(self, ingested: _Optional[int] = ..., unchanged: _Optional[int] = ..., total: _Optional[int] = ...) -> None: ...
+
+class ConfirmRequest(_message.Message):
+    __slots__ = ("experiment_id", "against_id", "rung")
+    EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    AGAINST_ID_FIELD_NUMBER: _ClassVar[int]
+    RUNG_FIELD_NUMBER: _ClassVar[int]
+    experiment_id: str
+    against_id: str
+    rung: int
+    def __init__(self, experiment_id: _Optional[str] = ..., against_id: _Optional[str] = ..., rung: _Optional[int] = ...) -> None: ...
+
+class ConfirmResponse(_message.Message):
+    __slots__ = ("experiment",)
+    EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
+    experiment: _common_pb2.Experiment
+    def __init__(self, experiment: _Optional[_Union[_common_pb2.Experiment, _Mapping]] = ...) -> None: ...

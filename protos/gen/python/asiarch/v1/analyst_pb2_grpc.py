@@ -71,6 +71,11 @@ class AnalystStub:
                 request_serializer=asiarch_dot_v1_dot_analyst__pb2.IngestCognitionRequest.SerializeToString,
                 response_deserializer=asiarch_dot_v1_dot_analyst__pb2.IngestCognitionResponse.FromString,
                 _registered_method=True)
+        self.Confirm = channel.unary_unary(
+                '/asiarch.v1.Analyst/Confirm',
+                request_serializer=asiarch_dot_v1_dot_analyst__pb2.ConfirmRequest.SerializeToString,
+                response_deserializer=asiarch_dot_v1_dot_analyst__pb2.ConfirmResponse.FromString,
+                _registered_method=True)
 
 
 class AnalystServicer:
@@ -129,6 +134,14 @@ class AnalystServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Confirm(self, request, context):
+        """Test an experiment's result on its recorded replicates, paired by seed
+        with a baseline's, and store the verdict on the experiment.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AnalystServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -166,6 +179,11 @@ def add_AnalystServicer_to_server(servicer, server):
                     servicer.IngestCognition,
                     request_deserializer=asiarch_dot_v1_dot_analyst__pb2.IngestCognitionRequest.FromString,
                     response_serializer=asiarch_dot_v1_dot_analyst__pb2.IngestCognitionResponse.SerializeToString,
+            ),
+            'Confirm': grpc.unary_unary_rpc_method_handler(
+                    servicer.Confirm,
+                    request_deserializer=asiarch_dot_v1_dot_analyst__pb2.ConfirmRequest.FromString,
+                    response_serializer=asiarch_dot_v1_dot_analyst__pb2.ConfirmResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -358,6 +376,33 @@ class Analyst:
             '/asiarch.v1.Analyst/IngestCognition',
             asiarch_dot_v1_dot_analyst__pb2.IngestCognitionRequest.SerializeToString,
             asiarch_dot_v1_dot_analyst__pb2.IngestCognitionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Confirm(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/asiarch.v1.Analyst/Confirm',
+            asiarch_dot_v1_dot_analyst__pb2.ConfirmRequest.SerializeToString,
+            asiarch_dot_v1_dot_analyst__pb2.ConfirmResponse.FromString,
             options,
             channel_credentials,
             insecure,

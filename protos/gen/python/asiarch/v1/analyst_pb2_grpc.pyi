@@ -55,6 +55,10 @@ class AnalystStub:
     """Earlier experiments whose motivation is closest to a new one."""
     IngestCognition: _grpc.UnaryUnaryMultiCallable[_analyst_pb2.IngestCognitionRequest, _analyst_pb2.IngestCognitionResponse]
     """Add or update cognition entries (idempotent on entry id)."""
+    Confirm: _grpc.UnaryUnaryMultiCallable[_analyst_pb2.ConfirmRequest, _analyst_pb2.ConfirmResponse]
+    """Test an experiment's result on its recorded replicates, paired by seed
+    with a baseline's, and store the verdict on the experiment.
+    """
 
 @_typing.type_check_only
 class AnalystAsyncStub(AnalystStub):
@@ -79,6 +83,10 @@ class AnalystAsyncStub(AnalystStub):
     """Earlier experiments whose motivation is closest to a new one."""
     IngestCognition: _aio.UnaryUnaryMultiCallable[_analyst_pb2.IngestCognitionRequest, _analyst_pb2.IngestCognitionResponse]  # type: ignore[assignment]
     """Add or update cognition entries (idempotent on entry id)."""
+    Confirm: _aio.UnaryUnaryMultiCallable[_analyst_pb2.ConfirmRequest, _analyst_pb2.ConfirmResponse]  # type: ignore[assignment]
+    """Test an experiment's result on its recorded replicates, paired by seed
+    with a baseline's, and store the verdict on the experiment.
+    """
 
 class AnalystServicer(metaclass=_abc_1.ABCMeta):
     """Experiment store, fitness, analysis and knowledge retrieval."""
@@ -142,5 +150,15 @@ class AnalystServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_analyst_pb2.IngestCognitionResponse, _abc.Awaitable[_analyst_pb2.IngestCognitionResponse]]:
         """Add or update cognition entries (idempotent on entry id)."""
+
+    @_abc_1.abstractmethod
+    def Confirm(
+        self,
+        request: _analyst_pb2.ConfirmRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_analyst_pb2.ConfirmResponse, _abc.Awaitable[_analyst_pb2.ConfirmResponse]]:
+        """Test an experiment's result on its recorded replicates, paired by seed
+        with a baseline's, and store the verdict on the experiment.
+        """
 
 def add_AnalystServicer_to_server(servicer: AnalystServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

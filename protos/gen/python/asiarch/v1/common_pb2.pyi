@@ -314,7 +314,7 @@ class JudgeScores(_message.Message):
     def __init__(self, performance: _Optional[float] = ..., innovation: _Optional[float] = ..., complexity: _Optional[float] = ..., rationale: _Optional[str] = ..., judged_by: _Optional[str] = ...) -> None: ...
 
 class Fitness(_message.Message):
-    __slots__ = ("total", "loss_score", "benchmark_score", "judge_score", "judge", "novelty", "baseline_id", "baseline_loss", "baseline_benchmark")
+    __slots__ = ("total", "loss_score", "benchmark_score", "judge_score", "judge", "novelty", "baseline_id", "baseline_loss", "baseline_benchmark", "loss_noise_sd", "benchmark_noise_sd", "noise_floor")
     TOTAL_FIELD_NUMBER: _ClassVar[int]
     LOSS_SCORE_FIELD_NUMBER: _ClassVar[int]
     BENCHMARK_SCORE_FIELD_NUMBER: _ClassVar[int]
@@ -324,6 +324,9 @@ class Fitness(_message.Message):
     BASELINE_ID_FIELD_NUMBER: _ClassVar[int]
     BASELINE_LOSS_FIELD_NUMBER: _ClassVar[int]
     BASELINE_BENCHMARK_FIELD_NUMBER: _ClassVar[int]
+    LOSS_NOISE_SD_FIELD_NUMBER: _ClassVar[int]
+    BENCHMARK_NOISE_SD_FIELD_NUMBER: _ClassVar[int]
+    NOISE_FLOOR_FIELD_NUMBER: _ClassVar[int]
     total: float
     loss_score: float
     benchmark_score: float
@@ -333,7 +336,60 @@ class Fitness(_message.Message):
     baseline_id: str
     baseline_loss: float
     baseline_benchmark: float
-    def __init__(self, total: _Optional[float] = ..., loss_score: _Optional[float] = ..., benchmark_score: _Optional[float] = ..., judge_score: _Optional[float] = ..., judge: _Optional[_Union[JudgeScores, _Mapping]] = ..., novelty: _Optional[float] = ..., baseline_id: _Optional[str] = ..., baseline_loss: _Optional[float] = ..., baseline_benchmark: _Optional[float] = ...) -> None: ...
+    loss_noise_sd: float
+    benchmark_noise_sd: float
+    noise_floor: str
+    def __init__(self, total: _Optional[float] = ..., loss_score: _Optional[float] = ..., benchmark_score: _Optional[float] = ..., judge_score: _Optional[float] = ..., judge: _Optional[_Union[JudgeScores, _Mapping]] = ..., novelty: _Optional[float] = ..., baseline_id: _Optional[str] = ..., baseline_loss: _Optional[float] = ..., baseline_benchmark: _Optional[float] = ..., loss_noise_sd: _Optional[float] = ..., benchmark_noise_sd: _Optional[float] = ..., noise_floor: _Optional[str] = ...) -> None: ...
+
+class ReplicatePair(_message.Message):
+    __slots__ = ("seed", "experiment_id", "against_experiment_id", "val_loss", "against_val_loss", "benchmark", "against_benchmark")
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    AGAINST_EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    VAL_LOSS_FIELD_NUMBER: _ClassVar[int]
+    AGAINST_VAL_LOSS_FIELD_NUMBER: _ClassVar[int]
+    BENCHMARK_FIELD_NUMBER: _ClassVar[int]
+    AGAINST_BENCHMARK_FIELD_NUMBER: _ClassVar[int]
+    seed: int
+    experiment_id: str
+    against_experiment_id: str
+    val_loss: float
+    against_val_loss: float
+    benchmark: float
+    against_benchmark: float
+    def __init__(self, seed: _Optional[int] = ..., experiment_id: _Optional[str] = ..., against_experiment_id: _Optional[str] = ..., val_loss: _Optional[float] = ..., against_val_loss: _Optional[float] = ..., benchmark: _Optional[float] = ..., against_benchmark: _Optional[float] = ...) -> None: ...
+
+class Confirmation(_message.Message):
+    __slots__ = ("against_id", "against_name", "rung", "pairs", "val_loss_mean", "val_loss_sd", "against_val_loss_mean", "against_val_loss_sd", "improvement_mean", "improvement_lower_95", "p_value", "benchmark_delta_mean", "confirmed", "verdict")
+    AGAINST_ID_FIELD_NUMBER: _ClassVar[int]
+    AGAINST_NAME_FIELD_NUMBER: _ClassVar[int]
+    RUNG_FIELD_NUMBER: _ClassVar[int]
+    PAIRS_FIELD_NUMBER: _ClassVar[int]
+    VAL_LOSS_MEAN_FIELD_NUMBER: _ClassVar[int]
+    VAL_LOSS_SD_FIELD_NUMBER: _ClassVar[int]
+    AGAINST_VAL_LOSS_MEAN_FIELD_NUMBER: _ClassVar[int]
+    AGAINST_VAL_LOSS_SD_FIELD_NUMBER: _ClassVar[int]
+    IMPROVEMENT_MEAN_FIELD_NUMBER: _ClassVar[int]
+    IMPROVEMENT_LOWER_95_FIELD_NUMBER: _ClassVar[int]
+    P_VALUE_FIELD_NUMBER: _ClassVar[int]
+    BENCHMARK_DELTA_MEAN_FIELD_NUMBER: _ClassVar[int]
+    CONFIRMED_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    against_id: str
+    against_name: str
+    rung: int
+    pairs: _containers.RepeatedCompositeFieldContainer[ReplicatePair]
+    val_loss_mean: float
+    val_loss_sd: float
+    against_val_loss_mean: float
+    against_val_loss_sd: float
+    improvement_mean: float
+    improvement_lower_95: float
+    p_value: float
+    benchmark_delta_mean: float
+    confirmed: bool
+    verdict: str
+    def __init__(self, against_id: _Optional[str] = ..., against_name: _Optional[str] = ..., rung: _Optional[int] = ..., pairs: _Optional[_Iterable[_Union[ReplicatePair, _Mapping]]] = ..., val_loss_mean: _Optional[float] = ..., val_loss_sd: _Optional[float] = ..., against_val_loss_mean: _Optional[float] = ..., against_val_loss_sd: _Optional[float] = ..., improvement_mean: _Optional[float] = ..., improvement_lower_95: _Optional[float] = ..., p_value: _Optional[float] = ..., benchmark_delta_mean: _Optional[float] = ..., confirmed: _Optional[bool] = ..., verdict: _Optional[str] = ...) -> None: ...
 
 class MetricDelta(_message.Message):
     __slots__ = ("metric", "value", "other_value", "delta", "improved")
@@ -362,7 +418,7 @@ class Comparison(_message.Message):
     def __init__(self, experiment_id: _Optional[str] = ..., relation: _Optional[_Union[Relation, str]] = ..., name: _Optional[str] = ..., deltas: _Optional[_Iterable[_Union[MetricDelta, _Mapping]]] = ...) -> None: ...
 
 class Analysis(_message.Message):
-    __slots__ = ("design_evaluation", "results_analysis", "expectation_vs_reality", "theoretical_explanation", "synthesis", "comparisons", "breakthrough", "breakthrough_reason", "written_by")
+    __slots__ = ("design_evaluation", "results_analysis", "expectation_vs_reality", "theoretical_explanation", "synthesis", "comparisons", "breakthrough", "breakthrough_reason", "written_by", "rival_id", "promising")
     DESIGN_EVALUATION_FIELD_NUMBER: _ClassVar[int]
     RESULTS_ANALYSIS_FIELD_NUMBER: _ClassVar[int]
     EXPECTATION_VS_REALITY_FIELD_NUMBER: _ClassVar[int]
@@ -372,6 +428,8 @@ class Analysis(_message.Message):
     BREAKTHROUGH_FIELD_NUMBER: _ClassVar[int]
     BREAKTHROUGH_REASON_FIELD_NUMBER: _ClassVar[int]
     WRITTEN_BY_FIELD_NUMBER: _ClassVar[int]
+    RIVAL_ID_FIELD_NUMBER: _ClassVar[int]
+    PROMISING_FIELD_NUMBER: _ClassVar[int]
     design_evaluation: str
     results_analysis: str
     expectation_vs_reality: str
@@ -381,10 +439,12 @@ class Analysis(_message.Message):
     breakthrough: bool
     breakthrough_reason: str
     written_by: str
-    def __init__(self, design_evaluation: _Optional[str] = ..., results_analysis: _Optional[str] = ..., expectation_vs_reality: _Optional[str] = ..., theoretical_explanation: _Optional[str] = ..., synthesis: _Optional[str] = ..., comparisons: _Optional[_Iterable[_Union[Comparison, _Mapping]]] = ..., breakthrough: _Optional[bool] = ..., breakthrough_reason: _Optional[str] = ..., written_by: _Optional[str] = ...) -> None: ...
+    rival_id: str
+    promising: bool
+    def __init__(self, design_evaluation: _Optional[str] = ..., results_analysis: _Optional[str] = ..., expectation_vs_reality: _Optional[str] = ..., theoretical_explanation: _Optional[str] = ..., synthesis: _Optional[str] = ..., comparisons: _Optional[_Iterable[_Union[Comparison, _Mapping]]] = ..., breakthrough: _Optional[bool] = ..., breakthrough_reason: _Optional[str] = ..., written_by: _Optional[str] = ..., rival_id: _Optional[str] = ..., promising: _Optional[bool] = ...) -> None: ...
 
 class Experiment(_message.Message):
-    __slots__ = ("id", "run_id", "name", "parent_ids", "cycle", "status", "proposal", "evaluation", "fitness", "analysis", "is_baseline", "created_at", "updated_at")
+    __slots__ = ("id", "run_id", "name", "parent_ids", "cycle", "status", "proposal", "evaluation", "fitness", "analysis", "is_baseline", "created_at", "updated_at", "replicate_of", "confirmation")
     ID_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -398,6 +458,8 @@ class Experiment(_message.Message):
     IS_BASELINE_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    REPLICATE_OF_FIELD_NUMBER: _ClassVar[int]
+    CONFIRMATION_FIELD_NUMBER: _ClassVar[int]
     id: str
     run_id: str
     name: str
@@ -411,4 +473,6 @@ class Experiment(_message.Message):
     is_baseline: bool
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., run_id: _Optional[str] = ..., name: _Optional[str] = ..., parent_ids: _Optional[_Iterable[str]] = ..., cycle: _Optional[int] = ..., status: _Optional[_Union[ExperimentStatus, str]] = ..., proposal: _Optional[_Union[Proposal, _Mapping]] = ..., evaluation: _Optional[_Union[Evaluation, _Mapping]] = ..., fitness: _Optional[_Union[Fitness, _Mapping]] = ..., analysis: _Optional[_Union[Analysis, _Mapping]] = ..., is_baseline: _Optional[bool] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    replicate_of: str
+    confirmation: Confirmation
+    def __init__(self, id: _Optional[str] = ..., run_id: _Optional[str] = ..., name: _Optional[str] = ..., parent_ids: _Optional[_Iterable[str]] = ..., cycle: _Optional[int] = ..., status: _Optional[_Union[ExperimentStatus, str]] = ..., proposal: _Optional[_Union[Proposal, _Mapping]] = ..., evaluation: _Optional[_Union[Evaluation, _Mapping]] = ..., fitness: _Optional[_Union[Fitness, _Mapping]] = ..., analysis: _Optional[_Union[Analysis, _Mapping]] = ..., is_baseline: _Optional[bool] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., replicate_of: _Optional[str] = ..., confirmation: _Optional[_Union[Confirmation, _Mapping]] = ...) -> None: ...
