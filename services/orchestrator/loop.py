@@ -9,7 +9,9 @@ re-uses the same id and proposal and the analyst never holds a duplicate.
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import hashlib
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
@@ -30,6 +32,7 @@ TERMINAL = {common_pb2.EXPERIMENT_STATUS_SUCCEEDED, common_pb2.EXPERIMENT_STATUS
 RECORD_TIMEOUT = 900.0  # an LLM judge and analysis on a slow server
 PROPOSE_TIMEOUT = 900.0
 EVALUATE_TIMEOUT = 6 * 3600.0
+DUPLICATE_RETRIES = 3  # proposals asked for again while they repeat a design the run already has
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,7 @@ class Discovery:
         self.options, self.stubs, self.display, self.on_cycle = options, stubs, display, on_cycle
         self._next_engineer = 0
         self._reasons: set[str] = set()
+        self._proposed: set[str] = set()  # design keys proposed by this process (parallel slots)
         self.started = time.monotonic()
 
     # --- store ---
@@ -410,46 +414,17 @@ class Discovery:
         if existing is not None and existing.status in TERMINAL:
             await self.confirm_if_due(existing)  # a run stopped during a confirmation finishes it
             return
-        if existing is not None:  # resumed: the proposal was made and recorded before the stop
-            pending = existing
-        else:
-            parent = by_id[choice.parent_id]
-            references = [by_id[r] for r in choice.reference_ids if r in by_id]
-            request = researcher_pb2.ProposeRequest(
-                parent=parent,
-                references=references,
-                mode=proposal_mode_value(self.options.mode),
-                seed=self.options.seed * 1_000_003 + cycle * 101 + slot,
-                run_id=self.options.run_id,
-                experiment_id=experiment_id,
-            )
-            try:
-                reply = await retrying(
-                    "Researcher.Propose",
-                    lambda: self.stubs.researcher.Propose(request, timeout=PROPOSE_TIMEOUT),
-                )
-            except grpc.aio.AioRpcError as exc:
-                self.display.note(
-                    f"{experiment_id}: the researcher failed ({exc.code().name}: {exc.details()})"
-                )
-                return
-            if reply.fallback_reason and reply.fallback_reason not in self._reasons:
-                self._reasons.add(reply.fallback_reason)  # said once per run, not once per proposal
-                self.display.note(f"researcher: {reply.fallback_reason}")
-            pending = await self.record(
-                common_pb2.Experiment(
-                    id=experiment_id,
-                    run_id=self.options.run_id,
-                    name=reply.proposal.name,
-                    parent_ids=[parent.id],
-                    cycle=cycle,
-                    status=common_pb2.EXPERIMENT_STATUS_PENDING,
-                    proposal=reply.proposal,
-                    created_at=_now(),
-                )
-            )
+        # Resumed: the proposal was made and recorded before the stop.
+        pending = existing or await self._propose(experiment_id, cycle, slot, choice, by_id)
+        if pending is None:
+            return
         self.display.started(experiment_id, f"c{cycle}.{slot} {pending.name}")
-        evaluation = await self.evaluate(experiment_id, pending.proposal, promote_below)
+        twin = self._twin(pending, by_id)
+        if twin is not None:  # the same design was measured: the store answers, nothing is trained
+            self.display.note(f"{experiment_id}: identical to {twin.id}; its evaluation is reused")
+            evaluation = twin.evaluation
+        else:
+            evaluation = await self.evaluate(experiment_id, pending.proposal, promote_below)
         final = common_pb2.Experiment()
         final.CopyFrom(pending)
         final.status = common_pb2.EXPERIMENT_STATUS_UNSPECIFIED  # the analyst derives it from the evaluation
@@ -457,6 +432,96 @@ class Discovery:
         recorded = await self.record(final)
         self.display.finished(experiment_id, recorded)
         await self.confirm_if_due(recorded)
+
+    def _twin(
+        self, pending: common_pb2.Experiment, by_id: dict[str, common_pb2.Experiment]
+    ) -> common_pb2.Experiment | None:
+        """A finished experiment of the run with the same design as `pending`, if any."""
+        key = design_key(pending.proposal)
+        return next(
+            (
+                e
+                for e in by_id.values()
+                if e.id != pending.id and e.status in TERMINAL and design_key(e.proposal) == key
+            ),
+            None,
+        )
+
+    async def _propose(
+        self,
+        experiment_id: str,
+        cycle: int,
+        slot: int,
+        choice: selector_pb2.ParentSelection,
+        by_id: dict[str, common_pb2.Experiment],
+    ) -> common_pb2.Experiment | None:
+        """A new proposal for the slot, recorded PENDING; asked again (another seed) while it repeats a
+        design the run already has. None when the researcher fails."""
+        parent = by_id[choice.parent_id]
+        known = {design_key(e.proposal) for e in by_id.values()} | self._proposed
+        for attempt in range(DUPLICATE_RETRIES + 1):
+            request = researcher_pb2.ProposeRequest(
+                parent=parent,
+                references=[by_id[r] for r in choice.reference_ids if r in by_id],
+                mode=proposal_mode_value(self.options.mode),
+                seed=self.options.seed * 1_000_003 + cycle * 101 + slot + attempt * 7_919,
+                run_id=self.options.run_id,
+                experiment_id=experiment_id,
+            )
+            try:
+                reply = await retrying(
+                    "Researcher.Propose",
+                    lambda request=request: self.stubs.researcher.Propose(request, timeout=PROPOSE_TIMEOUT),
+                )
+            except grpc.aio.AioRpcError as exc:
+                self.display.note(
+                    f"{experiment_id}: the researcher failed ({exc.code().name}: {exc.details()})"
+                )
+                return None
+            if reply.fallback_reason and reply.fallback_reason not in self._reasons:
+                self._reasons.add(reply.fallback_reason)  # said once per run, not once per proposal
+                self.display.note(f"researcher: {reply.fallback_reason}")
+            if design_key(reply.proposal) not in known:
+                break
+        self._proposed.add(design_key(reply.proposal))
+        return await self.record(
+            common_pb2.Experiment(
+                id=experiment_id,
+                run_id=self.options.run_id,
+                name=reply.proposal.name,
+                parent_ids=[parent.id],
+                cycle=cycle,
+                status=common_pb2.EXPERIMENT_STATUS_PENDING,
+                proposal=reply.proposal,
+                created_at=_now(),
+            )
+        )
+
+
+def design_key(proposal: common_pb2.Proposal) -> str:
+    """What makes two proposals the same design: the layer's syntax tree and class. Comments,
+    docstrings and formatting do not count, and a DSL spec is compared by the code it renders (two
+    specs that render the same layer are the same design)."""
+    source = proposal.source.module_source
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        text = source.strip()
+    else:
+        for node in ast.walk(tree):
+            body = getattr(node, "body", None)
+            if isinstance(body, list) and body and _is_docstring(body[0]):
+                node.body = body[1:] or [ast.Pass()]  # type: ignore[attr-defined]
+        text = ast.dump(tree)
+    return hashlib.sha256(f"{proposal.source.class_name or 'DeltaNet'}\n{text}".encode()).hexdigest()
+
+
+def _is_docstring(node: ast.stmt) -> bool:
+    return (
+        isinstance(node, ast.Expr)
+        and isinstance(node.value, ast.Constant)
+        and isinstance(node.value.value, str)
+    )
 
 
 class _LostStream(grpc.aio.AioRpcError):

@@ -20,6 +20,7 @@ async def print_and_report(analyst_address: str, run_dir: Path, console: Console
     ranked = rows.ranked(data.experiments, include_all=False)
     table = [rows.leaderboard_row(i, e, data.names) for i, e in enumerate(ranked, 1)][:TOP]
     console.print(leaderboard_table(table, f"Leaderboard of run {data.info.run_id}"))
+    console.print(f"finding: {rows.verdict(data.experiments)}")
     path = report.write(data, run_dir / "report.html")
     console.print(f"report: {path.resolve()}")
     return path

@@ -320,3 +320,29 @@ def run_experiments() -> list[common_pb2.Experiment]:
             "elsewhere", render(DELTANET), baseline=True, loss=1.0, recall=(0.9, 0.9), run_id="other-run"
         ),
     ]
+
+
+def replicate(original: common_pb2.Experiment, seed: int, loss: float) -> common_pb2.Experiment:
+    """A confirmation replicate of `original`, as discover records it (seed `seed`, rung 2)."""
+    copy = experiment(
+        f"{original.id}.s{seed}.r2",
+        original.proposal.source.module_source,
+        loss=loss,
+        baseline=original.is_baseline,
+        cycle=original.cycle,
+        class_name=original.proposal.source.class_name,
+        name=f"{original.name} seed {seed}",
+    )
+    copy.replicate_of = original.id
+    copy.evaluation.budget.seed = seed
+    copy.evaluation.budget.rung = 2
+    return copy
+
+
+# Paired seeds for two designs that led gated-deltanet (the strongest selectable baseline) in exploration:
+# c3-best holds up, c1-gate does not.
+CONFIRMATIONS = {
+    "gated-deltanet": (2.10, 2.12, 2.09),
+    "c3-best": (1.85, 1.86, 1.84),
+    "c1-gate": (2.05, 2.14, 2.12),
+}

@@ -142,7 +142,7 @@ def first_run(tmp_path_factory: pytest.TempPathFactory) -> FirstRun:
     # From the repository root, as `make run` does: there our kernels/ folder has the name of Hugging
     # Face's `kernels` package, which transformers imports in the services (issue 14).
     result = subprocess.run(
-        discover(run_dir, "--cycles", "2"),
+        discover(run_dir, "--cycles", "2", "--confirm-seeds", "2"),
         capture_output=True,
         text=True,
         timeout=900,
@@ -175,7 +175,7 @@ def test_the_run_and_a_results_command_work_from_the_repository_root(first_run: 
 def test_a_run_records_baselines_and_candidates_with_parents_fitness_and_analysis(
     first_run: FirstRun,
 ) -> None:
-    experiments = first_run.experiments
+    experiments = [e for e in first_run.experiments if not e.replicate_of]
     baselines = [e for e in experiments if e.is_baseline]
     candidates = [e for e in experiments if not e.is_baseline]
     assert len(baselines) == BASELINES and len(candidates) == 2
@@ -189,9 +189,35 @@ def test_a_run_records_baselines_and_candidates_with_parents_fitness_and_analysi
         assert c.parent_ids and c.parent_ids[0] in ids
         assert c.proposal.generator.startswith("mutation:")  # no LLM: the researcher's DSL
         if c.status == common_pb2.EXPERIMENT_STATUS_SUCCEEDED:
-            assert c.fitness.total > 0 and c.fitness.baseline_id
+            # Scored against the reference baseline, in units of the smoke budget's measured noise.
+            assert c.fitness.baseline_id == "e2e.base.deltanet"
+            assert c.fitness.noise_floor.startswith("measured: smoke/rung1")
             assert any(x.relation == common_pb2.RELATION_PARENT for x in c.analysis.comparisons)
+            assert not c.analysis.breakthrough or c.confirmation.confirmed
     assert any(c.status == common_pb2.EXPERIMENT_STATUS_SUCCEEDED for c in candidates)
+    # Baselines are ranked by the same formula: the reference scores 0 + 0 + judge, the others by what
+    # they measured against it.
+    by_name = {b.name: b for b in baselines}
+    assert by_name["deltanet"].fitness.loss_score == 0 and by_name["deltanet"].fitness.benchmark_score == 0
+    assert len({round(b.fitness.total, 6) for b in baselines}) == BASELINES  # no neutral ties
+
+
+@run_of_services
+def test_a_promising_candidate_was_confirmed_on_paired_seeds(first_run: FirstRun) -> None:
+    """Every candidate that led the strongest baseline beyond the noise got its paired replicates and a
+    verdict; every replicate is stored, pointing at what it repeats, at rung 2."""
+    experiments = first_run.experiments
+    replicates = [e for e in experiments if e.replicate_of]
+    for c in experiments:
+        if c.replicate_of or c.is_baseline or not c.analysis.promising:
+            continue
+        verdict = c.confirmation
+        assert verdict.against_id == c.analysis.rival_id and verdict.verdict
+        assert [p.seed for p in verdict.pairs] == [1, 2]  # --seed 0: seeds 1..--confirm-seeds
+        mine = {r.evaluation.budget.seed for r in replicates if r.replicate_of == c.id}
+        theirs = {r.evaluation.budget.seed for r in replicates if r.replicate_of == verdict.against_id}
+        assert mine == theirs == {1, 2}
+    assert all(r.evaluation.budget.rung == 2 and r.id.endswith(".r2") for r in replicates)
 
 
 @run_of_services

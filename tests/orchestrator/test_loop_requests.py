@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import grpc
+
 from asiarch.orchestrator.loop import Discovery, Options, Stubs
 from asiarch.v1 import analyst_pb2, common_pb2, engineer_pb2
 
@@ -53,3 +55,146 @@ async def test_baselines_are_evaluated_without_repairs_and_candidates_with_the_e
     baseline, candidate = engineer.requests
     assert baseline.HasField("max_repairs") and baseline.max_repairs == 0
     assert not candidate.HasField("max_repairs")  # the engineer's ASIARCH_ENGINEER_MAX_REPAIRS decides
+
+
+class ConfirmingAnalyst(StoringAnalyst):
+    """Stores what is recorded, answers GetExperiment from it, and records Confirm calls."""
+
+    def __init__(self, stored: list[common_pb2.Experiment]) -> None:
+        self.stored = {e.id: e for e in stored}
+        self.confirms: list[analyst_pb2.ConfirmRequest] = []
+
+    async def Record(self, request: analyst_pb2.RecordRequest, **_: object) -> analyst_pb2.RecordResponse:
+        experiment = common_pb2.Experiment()
+        experiment.CopyFrom(request.experiment)
+        experiment.status = common_pb2.EXPERIMENT_STATUS_SUCCEEDED
+        self.stored[experiment.id] = experiment
+        return analyst_pb2.RecordResponse(experiment=experiment)
+
+    async def GetExperiment(self, request: analyst_pb2.GetExperimentRequest, **_: object) -> Any:
+        if request.id not in self.stored:
+            raise grpc.aio.AioRpcError(grpc.StatusCode.NOT_FOUND, grpc.aio.Metadata(), grpc.aio.Metadata())
+        return self.stored[request.id]
+
+    async def Confirm(self, request: analyst_pb2.ConfirmRequest, **_: object) -> analyst_pb2.ConfirmResponse:
+        self.confirms.append(request)
+        confirmed = common_pb2.Experiment()
+        confirmed.CopyFrom(self.stored[request.experiment_id])
+        confirmed.confirmation.against_id = request.against_id
+        confirmed.confirmation.verdict = "confirmed: test"
+        return analyst_pb2.ConfirmResponse(experiment=confirmed)
+
+
+async def test_a_promising_candidate_is_confirmed_on_paired_seeds_and_stored_replicates_are_reused() -> None:
+    baseline = common_pb2.Experiment(
+        id="r.base.deltanet", run_id="r", name="deltanet", is_baseline=True, proposal=common_pb2.Proposal()
+    )
+    baseline.proposal.source.module_source = "class DeltaNet: ..."
+    candidate = common_pb2.Experiment(id="r.c0001.0", run_id="r", name="child", cycle=1)
+    candidate.proposal.source.module_source = "BROKEN"
+    candidate.evaluation.final_source.module_source = "REPAIRED"  # what was evaluated
+    candidate.analysis.promising = True
+    candidate.analysis.rival_id = baseline.id
+    # A baseline replicate from an earlier confirmation: the store answers, nothing is trained again.
+    earlier = common_pb2.Experiment(
+        id="r.base.deltanet.s11.r2",
+        run_id="r",
+        status=common_pb2.EXPERIMENT_STATUS_SUCCEEDED,
+        replicate_of=baseline.id,
+    )
+    analyst = ConfirmingAnalyst([baseline, candidate, earlier])
+    engineer = RecordingEngineer()
+    loop = Discovery(
+        Options(run_id="r", budget="smoke", seed=10, confirm_seeds=2),
+        Stubs(selector=None, researcher=None, engineers=[engineer], analyst=analyst),
+        QuietDisplay(),
+    )
+    confirmed = await loop.confirm_if_due(candidate)
+    assert confirmed.confirmation.against_id == baseline.id
+    trained = {(r.experiment_id, r.budget.seed, r.budget.rung, r.max_repairs) for r in engineer.requests}
+    assert trained == {
+        ("r.base.deltanet.s12.r2", 12, 2, 0),
+        ("r.c0001.0.s11.r2", 11, 2, 0),
+        ("r.c0001.0.s12.r2", 12, 2, 0),
+    }
+    assert all(r.HasField("max_repairs") for r in engineer.requests)  # a replicate is never repaired
+    sources = {r.experiment_id: r.proposal.source.module_source for r in engineer.requests}
+    assert sources["r.c0001.0.s11.r2"] == "REPAIRED"
+    replicas = [analyst.stored[i] for i in ("r.c0001.0.s11.r2", "r.c0001.0.s12.r2", "r.base.deltanet.s12.r2")]
+    assert [r.replicate_of for r in replicas] == [candidate.id, candidate.id, baseline.id]
+    assert replicas[2].is_baseline and not replicas[0].is_baseline
+    assert [(c.experiment_id, c.against_id, c.rung) for c in analyst.confirms] == [
+        (candidate.id, baseline.id, 2)
+    ]
+
+    # Confirmed once: not again (a resumed run passes the recorded experiment here too).
+    engineer.requests.clear()
+    assert (await loop.confirm_if_due(confirmed)) is confirmed and not engineer.requests
+    # Nothing is due for a design that did not lead, or with --confirm-seeds 0.
+    candidate.analysis.promising = False
+    assert (await loop.confirm_if_due(candidate)) is candidate and not engineer.requests
+
+
+class RepeatingResearcher:
+    """Proposes the given sources in turn (the last one forever)."""
+
+    def __init__(self, sources: list[str]) -> None:
+        self.sources, self.seeds = sources, []
+
+    async def Propose(self, request: Any, **_: object) -> Any:
+        from asiarch.v1 import researcher_pb2
+
+        self.seeds.append(request.seed)
+        source = self.sources[min(len(self.seeds), len(self.sources)) - 1]
+        return researcher_pb2.ProposeResponse(
+            proposal=common_pb2.Proposal(
+                name=f"p{len(self.seeds)}", source=common_pb2.ArchitectureSource(module_source=source)
+            )
+        )
+
+
+PARENT_SOURCE = '"""DeltaNet."""\nclass DeltaNet:\n    width = 1\n'
+
+
+async def run_slot(sources: list[str]) -> tuple[RepeatingResearcher, RecordingEngineer, ConfirmingAnalyst]:
+    from asiarch.v1 import selector_pb2
+
+    parent = common_pb2.Experiment(
+        id="r.base.deltanet",
+        run_id="r",
+        name="deltanet",
+        is_baseline=True,
+        status=common_pb2.EXPERIMENT_STATUS_SUCCEEDED,
+        proposal=common_pb2.Proposal(source=common_pb2.ArchitectureSource(module_source=PARENT_SOURCE)),
+        evaluation=common_pb2.Evaluation(status=common_pb2.EVALUATION_STATUS_SUCCEEDED, device="measured"),
+    )
+    researcher, engineer, analyst = (
+        RepeatingResearcher(sources),
+        RecordingEngineer(),
+        ConfirmingAnalyst([parent]),
+    )
+    loop = Discovery(
+        Options(run_id="r", budget="smoke", confirm_seeds=0),
+        Stubs(selector=None, researcher=researcher, engineers=[engineer], analyst=analyst),
+        QuietDisplay(),
+    )
+    await loop._slot(1, 0, selector_pb2.ParentSelection(parent_id=parent.id), {parent.id: parent}, None)
+    return researcher, engineer, analyst
+
+
+async def test_a_proposal_that_repeats_a_measured_design_is_asked_for_again() -> None:
+    # Only a comment and the docstring differ from the parent: the same design.
+    same = '"""Same, reworded."""\nclass DeltaNet:\n    width = 1  # unchanged\n'
+    researcher, engineer, analyst = await run_slot([same, "class DeltaNet:\n    width = 2\n"])
+    assert len(researcher.seeds) == 2 and researcher.seeds[0] != researcher.seeds[1]
+    assert [r.proposal.source.module_source for r in engineer.requests] == [
+        "class DeltaNet:\n    width = 2\n"
+    ]
+    assert analyst.stored["r.c0001.0"].name == "p2"
+
+
+async def test_a_design_proposed_again_and_again_reuses_the_stored_evaluation() -> None:
+    researcher, engineer, analyst = await run_slot([PARENT_SOURCE])
+    assert len(researcher.seeds) == 4  # the first answer and three more tries
+    assert not engineer.requests  # nothing is trained twice: the store answers
+    assert analyst.stored["r.c0001.0"].evaluation.device == "measured"

@@ -120,6 +120,14 @@ def recorded(analyst: RunningService, run_dir: Path) -> dict[str, common_pb2.Exp
     for experiment in results_data.run_experiments():
         reply = stub.Record(analyst_pb2.RecordRequest(experiment=experiment), timeout=60)
         stored[experiment.id] = reply.experiment
+    for original, losses in results_data.CONFIRMATIONS.items():
+        for seed, loss in enumerate(losses, 1):
+            copy = results_data.replicate(stored[original], seed, loss)
+            stub.Record(analyst_pb2.RecordRequest(experiment=copy), timeout=60)
+    for original in ("c3-best", "c1-gate"):
+        assert stored[original].analysis.rival_id == "gated-deltanet" and stored[original].analysis.promising
+        request = analyst_pb2.ConfirmRequest(experiment_id=original, against_id="gated-deltanet")
+        stored[original] = stub.Confirm(request, timeout=60).experiment
     write_run(run_dir, metadata(analyst.address))
     return stored
 
@@ -226,9 +234,15 @@ def test_leaderboard_table_shows_the_columns_and_markers(
         f"{best.total:.3f}",
         *(f"{x:.2f}" for x in (best.loss_score, best.benchmark_score, best.judge_score)),
     ]
-    breakthroughs = {i for i in order if recorded[i].analysis.breakthrough}
-    assert breakthroughs, "the recorded run should contain a breakthrough"
-    assert {name for name, r in by_name.items() if "★" in r[-1]} == {recorded[i].name for i in breakthroughs}
+    # The confirmation column: mean ± sd over the paired seeds and the mark, for the tested designs only.
+    assert {i for i in order if recorded[i].analysis.breakthrough} == {"c3-best"}
+    assert {name for name, r in by_name.items() if "★" in r[-1]} == {"c3-best"}
+    assert by_name["c3-best"][-1].startswith("★ confirmed 1.8500 ± 0.0100 (n=3")
+    assert by_name["c1-gate"][-1].startswith("not confirmed 2.1033 ± 0.0473 (n=3")
+    assert (
+        by_name["deltanet"][-1] == ""
+        and "finding: c3-best (c3-best), confirmed against gated-deltanet" in table
+    )
 
 
 # ---------------------------------------------------------------------------------------------- show
@@ -596,9 +610,9 @@ def test_status_reports_the_run_and_its_analyst(
     mine = [e for e in recorded.values() if e.run_id == results_data.RUN_ID]
     succeeded = sum(e.status == common_pb2.EXPERIMENT_STATUS_SUCCEEDED for e in mine)
     assert status["analyst"]["counts"] == {"pending": 0, "running": 0, "succeeded": succeeded, "failed": 1}
-    assert status["analyst"]["best"]["id"] == next(
-        i for i in expected_order(recorded) if not recorded[i].is_baseline
-    )
+    # "best" counts confirmed results only (the top of the exploratory ranking is not enough)
+    assert status["analyst"]["best"]["id"] == "c3-best"
+    assert status["analyst"]["verdict"].startswith("c3-best (c3-best), confirmed against gated-deltanet")
     # a live run: each service is asked (only the analyst is really there)
     assert status["service_states"] == {
         "analyst": "alive",

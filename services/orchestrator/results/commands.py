@@ -54,6 +54,7 @@ async def _leaderboard(args: argparse.Namespace) -> int:
     out.print(leaderboard_table(shown, f"Leaderboard of run {data.info.run_id}"))
     hidden = "" if args.all else "; --all adds failed and reference-only designs"
     out.print(f"{len(shown)} of {len(rows)} ranked ({len(data.experiments)} experiments in the run{hidden})")
+    out.print(f"finding: {s.verdict(data.experiments)}")
     return 0
 
 

@@ -57,6 +57,7 @@ def _summary(data: RunData) -> str:
     meta = data.info.metadata
     counts = s.counts(data.experiments)
     best = s.best(data.experiments)
+    confirmations = s.confirmation_counts(data.experiments)
     planned = meta.get("cycles_planned")
     cycles = f"{meta.get('cycles_done', '?')}" + (f" of {planned}" if planned else "")
     cards = [
@@ -66,8 +67,8 @@ def _summary(data: RunData) -> str:
         ("experiments", str(len(data.experiments))),
         *((f"{name}", str(n)) for name, n in sorted(counts.items())),
         ("baselines", str(sum(e.is_baseline for e in data.experiments))),
-        ("breakthroughs", str(sum(e.analysis.breakthrough for e in data.experiments))),
-        ("best", f"{best.name} ({best.fitness.total:.3f})" if best else "-"),
+        ("confirmed", f"{confirmations['confirmed']} of {confirmations['tested']} tested"),
+        ("best (confirmed)", f"{best.name} ({best.fitness.total:.3f})" if best else "none confirmed"),
         ("started", str(meta.get("started_at", "-"))),
         ("updated", str(meta.get("updated_at", "-"))),
     ]
@@ -77,6 +78,7 @@ def _summary(data: RunData) -> str:
         extra = f'<p class="muted">options: {esc(json.dumps(options, sort_keys=True))}</p>'
     if meta.get("message"):
         extra += f'<p class="muted">{esc(meta["message"])}</p>'
+    extra += f'<p class="verdict"><b>Finding:</b> {esc(s.verdict(data.experiments))}</p>'
     return '<div class="cards">' + "".join(_card(k, v) for k, v in cards) + "</div>" + extra
 
 
@@ -93,6 +95,11 @@ def _fitness_table(e: common_pb2.Experiment) -> str:
         ("benchmark score", f"{f.benchmark_score:.3f}"),
         ("judge score", f"{f.judge_score:.3f}"),
         ("novelty", f"{f.novelty:.3f}"),
+        (
+            "noise floor",
+            f"sd {f.loss_noise_sd:.4f} loss, {f.benchmark_noise_sd:.4f} MQAR ({f.noise_floor or '?'})",
+        ),
+        ("confirmation", s.confirmation_cell(e) or "not tested"),
         ("val loss", s.number(s.optional(m, "val_loss"), 4)),
         ("mean MQAR accuracy", s.number(s.mean_mqar(e))),
         ("layer parameters", s.human_count(s.optional(m, "layer_parameters"))),
@@ -104,7 +111,7 @@ def _fitness_table(e: common_pb2.Experiment) -> str:
 
 def _design(rank: int, e: common_pb2.Experiment, names: dict[str, str]) -> str:
     parent = e.parent_ids[0] if e.parent_ids else ""
-    badges = '<span class="badge star">★ breakthrough</span> ' if e.analysis.breakthrough else ""
+    badges = '<span class="badge star">★ confirmed</span> ' if e.confirmation.confirmed else ""
     source = s.layer_source(e).module_source
     sections = [
         ("Motivation", e.proposal.motivation),

@@ -71,13 +71,16 @@ async def _from_analyst(channel: grpc.aio.Channel, run_id: str, rpc_timeout: flo
         sort=analyst_pb2.EXPERIMENT_SORT_FITNESS_DESC,
         page_size=50,
     )
-    best = s.best((await stub.ListExperiments(request, timeout=rpc_timeout)).experiments)
+    leaders = (await stub.ListExperiments(request, timeout=rpc_timeout)).experiments
+    best = s.best(leaders)
     return {
         "counts": counts,
         "total": sum(counts.values()),
+        # Confirmed results only: an exploratory rank is not a finding (see `verdict`).
         "best": None
         if best is None
         else {"id": best.id, "name": best.name, "fitness": best.fitness.total, "cycle": best.cycle},
+        "verdict": s.verdict(leaders),
     }
 
 
@@ -221,13 +224,8 @@ def render(status: dict[str, Any]) -> Any:
     analyst = status["analyst"]
     if analyst["reachable"]:
         counts = ", ".join(f"{n} {k}" for k, n in analyst["counts"].items() if n) or "none yet"
-        best = analyst["best"]
         rows.append(("experiments", f"{analyst['total']} ({counts})"))
-        named = "-"
-        if best:
-            named = best["name"] + (f" ({best['id']})" if best["id"] != best["name"] else "")
-            named += f": fitness {best['fitness']:.3f}, cycle {best['cycle']}"
-        rows.append(("best", named))
+        rows.append(("best (confirmed)", analyst["verdict"]))
     else:
         rows.append(("analyst", f"not reachable: {analyst.get('error', '?')}"))
     for key, value in rows:

@@ -8,6 +8,7 @@ from typing import Any
 
 from asiarch.v1 import common_pb2
 
+BREAKTHROUGH = "★"
 SUCCEEDED = common_pb2.EXPERIMENT_STATUS_SUCCEEDED
 FAILED = common_pb2.EXPERIMENT_STATUS_FAILED
 
@@ -68,8 +69,47 @@ def candidates(experiments: Iterable[common_pb2.Experiment]) -> list[common_pb2.
 
 
 def best(experiments: Sequence[common_pb2.Experiment]) -> common_pb2.Experiment | None:
-    found = candidates(experiments) or ranked(experiments)
-    return found[0] if found else None
+    """The best confirmed design, or None: an exploratory rank alone is not a result."""
+    confirmed = [e for e in candidates(experiments) if e.confirmation.confirmed]
+    return confirmed[0] if confirmed else None
+
+
+def confirmation_counts(experiments: Iterable[common_pb2.Experiment]) -> dict[str, int]:
+    designs = [e for e in experiments if not e.is_baseline and e.status == SUCCEEDED]
+    return {
+        "promising": sum(e.analysis.promising for e in designs),
+        "tested": sum(bool(e.confirmation.against_id) for e in designs),
+        "confirmed": sum(e.confirmation.confirmed for e in designs),
+    }
+
+
+def verdict(experiments: Sequence[common_pb2.Experiment]) -> str:
+    """One sentence on what the run found: the best confirmed design, or plainly that none was confirmed."""
+    found = best(experiments)
+    n = confirmation_counts(experiments)
+    if found is not None:
+        c = found.confirmation
+        return (
+            f"{found.name} ({short_id(found)}), confirmed against {c.against_name}: val_loss "
+            f"{c.val_loss_mean:.4f} ± {c.val_loss_sd:.4f} vs {c.against_val_loss_mean:.4f} ± "
+            f"{c.against_val_loss_sd:.4f} over {len(c.pairs)} seeds, one-sided p = {c.p_value:.3g} "
+            f"({n['confirmed']} of {n['tested']} tested confirmed)"
+        )
+    return (
+        f"no confirmed result: {n['promising']} design(s) led the strongest baseline beyond the noise in "
+        f"exploration, {n['tested']} tested on paired seeds, none confirmed"
+    )
+
+
+def confirmation_cell(e: common_pb2.Experiment) -> str:
+    """Mean ± sd over the replicates with the mark, "due" when a test is owed, "" otherwise."""
+    c = e.confirmation
+    if c.against_id and c.pairs:
+        mark = f"{BREAKTHROUGH} confirmed" if c.confirmed else "not confirmed"
+        return f"{mark} {c.val_loss_mean:.4f} ± {c.val_loss_sd:.4f} (n={len(c.pairs)}, p={c.p_value:.2g})"
+    if c.against_id:
+        return "not confirmed (no paired seeds)"
+    return "confirmation due" if e.analysis.promising else ""
 
 
 def counts(experiments: Iterable[common_pb2.Experiment]) -> dict[str, int]:
@@ -110,6 +150,7 @@ def leaderboard_row(rank: int, e: common_pb2.Experiment, names: dict[str, str]) 
         "is_baseline": e.is_baseline,
         "reference_only": e.proposal.reference_only,
         "breakthrough": e.analysis.breakthrough,
+        "confirmation": confirmation_cell(e),
     }
 
 

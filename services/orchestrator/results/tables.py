@@ -17,7 +17,7 @@ from asiarch.v1 import common_pb2
 
 from . import summary as s
 
-BREAKTHROUGH = "★"
+BREAKTHROUGH = s.BREAKTHROUGH
 ANALYSIS_PARTS = (
     ("design_evaluation", "Design evaluation"),
     ("results_analysis", "Results analysis"),
@@ -49,7 +49,7 @@ def leaderboard_table(rows: list[dict[str, Any]], title: str) -> Table:
         ("layer params", "right"),
         ("parent", "left"),
         ("status", "left"),
-        ("", "left"),
+        ("confirmation (val_loss over seeds)", "left"),
     ):
         # Numbers never shrink (an ellipsis in a number hides it); long evolved names and parents
         # are the columns that give way, with an ellipsis, on a narrow console.
@@ -80,7 +80,7 @@ def leaderboard_table(rows: list[dict[str, Any]], title: str) -> Table:
             s.human_count(row["layer_parameters"]),
             escape(row["parent_name"] or "-"),
             Text(row["status"], style="red" if row["status"] == "failed" else ""),
-            Text(f"{BREAKTHROUGH} breakthrough" if row["breakthrough"] else "", style="yellow"),
+            Text(row["confirmation"], style="yellow" if row["breakthrough"] else "dim"),
         )
     return table
 
@@ -228,7 +228,7 @@ def show_renderables(e: common_pb2.Experiment, names: dict[str, str]) -> list[Re
     parts.append(Panel(Group(*analysis), title="Analysis", title_align="left"))
     if a.comparisons:
         parts.append(Panel(_comparisons(e), title="Comparisons", title_align="left"))
-    verdict = f"{BREAKTHROUGH} BREAKTHROUGH" if a.breakthrough else "not a breakthrough"
+    verdict = f"{BREAKTHROUGH} BREAKTHROUGH (confirmed)" if a.breakthrough else "not a breakthrough"
     parts.append(
         Panel(Text(f"{verdict}: {a.breakthrough_reason or '-'}"), title="Breakthrough", title_align="left")
     )
