@@ -21,8 +21,9 @@ Run = tuple[Any, float]  # (Evaluation, wall seconds)
 SECTION = "## "
 PAGE_HEAD = (
     "# Baselines\n\n"
-    "Every run starts from these layers (`services/engineer/baselines/`); each budget's section is written by "
-    "`asiarch baselines --budget NAME`, which replaces that section only. Chance on MQAR is 2/vocabulary.\n"
+    "Every run starts from these layers (`services/engineer/baselines/`); each budget's section is written "
+    "by `asiarch baselines --budget NAME`, which replaces that section only. Chance on MQAR is "
+    "2/vocabulary.\n"
 )
 
 

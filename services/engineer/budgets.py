@@ -97,7 +97,11 @@ def resolve(
     rung: int = 1,
     seed: int = 0,
     device: str = "cpu",
+    wall_factor: float = 1.0,
 ) -> dict[str, Any]:
+    """The budget to run: the preset, the overrides, the rung's steps. A preset's wall-clock limit grows
+    with the rung's steps and with `wall_factor` (the engineer's step-time calibration); a limit the
+    caller set is used as given."""
     if preset not in PRESETS:
         raise BudgetError(f"budget.preset: unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
     if rung not in RUNG_STEP_FACTOR:
@@ -110,6 +114,8 @@ def resolve(
     factor = RUNG_STEP_FACTOR[rung]
     budget["train_steps"] = budget["train_steps"] * factor
     budget["mqar_steps"] = budget["mqar_steps"] * factor
+    if "wall_clock_seconds" not in (overrides or {}):
+        budget["wall_clock_seconds"] = budget["wall_clock_seconds"] * factor * wall_factor
     budget.update(preset=preset, rung=rung, seed=seed, device=device or "cpu")
     _validate(budget)
     return budget
@@ -137,4 +143,5 @@ def resolve_rung_two(budget: dict[str, Any]) -> dict[str, Any]:
     """The rung-2 version of a resolved rung-1 budget (same sizes, more steps)."""
     overrides = {key: budget[key] for key in OVERRIDABLE}
     overrides["train_steps"] = budget["train_steps"] // RUNG_STEP_FACTOR[1]
+    overrides["wall_clock_seconds"] = budget["wall_clock_seconds"] * RUNG_STEP_FACTOR[2] / RUNG_STEP_FACTOR[1]
     return resolve(budget["preset"], overrides, rung=2, seed=budget["seed"], device=budget["device"])

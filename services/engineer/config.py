@@ -41,5 +41,12 @@ class EngineerSettings(ServerSettings):
             "virtual memory than it uses; the container's memory limit still applies."
         ),
     )
+    engineer_calibrate: bool = Field(
+        default=True,
+        description=(
+            "Time a small CPU workload at start and scale preset wall-clock limits by how much slower "
+            "this machine is than the one they were sized on (never below 1, at most 8)."
+        ),
+    )
     engineer_sandbox_threads: int = Field(default=2, ge=1, le=256, description="torch threads per sandbox.")
     engineer_check_timeout_seconds: float = Field(default=180, gt=0, description="Wall clock for Validate.")

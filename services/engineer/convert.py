@@ -23,12 +23,19 @@ PRESET_NAMES = {
 PRESET_ENUMS = {name: value for value, name in PRESET_NAMES.items()}
 
 
-def budget_from_proto(budget: common_pb2.Budget, default_preset: str, default_device: str) -> dict[str, Any]:
+def budget_from_proto(
+    budget: common_pb2.Budget, default_preset: str, default_device: str, wall_factor: float = 1.0
+) -> dict[str, Any]:
     """Resolve a Budget message into concrete numbers (raises budgets.BudgetError)."""
     preset = PRESET_NAMES.get(budget.preset, default_preset)
     overrides = {field: getattr(budget, field) for field in OVERRIDABLE if budget.HasField(field)}
     return resolve(
-        preset, overrides, rung=budget.rung or 1, seed=budget.seed, device=budget.device or default_device
+        preset,
+        overrides,
+        rung=budget.rung or 1,
+        seed=budget.seed,
+        device=budget.device or default_device,
+        wall_factor=wall_factor,
     )
 
 

@@ -22,6 +22,7 @@ from asiarch.common.errors import InvalidArgument, ResourceExhausted
 from asiarch.common.server import ServiceDefinition
 from asiarch.engineer import convert
 from asiarch.engineer.budgets import BudgetError
+from asiarch.engineer.calibration import Calibration, calibrate
 from asiarch.engineer.config import EngineerSettings
 from asiarch.engineer.pipeline import Candidate, Pipeline
 from asiarch.engineer.sandbox import SandboxLimits
@@ -155,11 +156,15 @@ class EngineerServicer(engineer_pb2_grpc.EngineerServicer):
             if settings.researcher_address
             else None
         )
+        self.calibration: asyncio.Task[Calibration] | None = None
 
-    def _budget(self, budget: common_pb2.Budget) -> dict[str, object]:
+    async def _budget(self, budget: common_pb2.Budget) -> dict[str, object]:
+        device = budget.device or self.settings.engineer_default_device
+        # The calibration times a CPU workload: it says nothing about a GPU's speed.
+        factor = (await self.calibration).factor if self.calibration and device == "cpu" else 1.0
         try:
             return convert.budget_from_proto(
-                budget, self.settings.engineer_default_budget, self.settings.engineer_default_device
+                budget, self.settings.engineer_default_budget, self.settings.engineer_default_device, factor
             )
         except BudgetError as exc:
             raise InvalidArgument(str(exc)) from None
@@ -168,7 +173,7 @@ class EngineerServicer(engineer_pb2_grpc.EngineerServicer):
         self, request: engineer_pb2.ValidateRequest, context: grpc.aio.ServicerContext
     ) -> engineer_pb2.ValidateResponse:
         source, class_name = _source(request.source, "source")
-        budget = self._budget(request.budget)
+        budget = await self._budget(request.budget)
         budget["wall_clock_seconds"] = self.settings.engineer_check_timeout_seconds
         candidate = Candidate("validate", source, class_name, budget, reference_only=request.reference_only)
 
@@ -192,7 +197,7 @@ class EngineerServicer(engineer_pb2_grpc.EngineerServicer):
         if not EXPERIMENT_ID.match(request.experiment_id):
             raise InvalidArgument("experiment_id must be 1-128 characters of [A-Za-z0-9_.:-]")
         source, class_name = _source(request.proposal.source, "proposal.source")
-        budget = self._budget(request.budget)
+        budget = await self._budget(request.budget)
         max_repairs = (
             request.max_repairs if request.HasField("max_repairs") else self.settings.engineer_max_repairs
         )
@@ -271,10 +276,15 @@ class EngineerServicer(engineer_pb2_grpc.EngineerServicer):
 @asynccontextmanager
 async def lifespan(server: grpc.aio.Server, settings: EngineerSettings) -> AsyncIterator[Sequence[str]]:
     servicer = EngineerServicer(settings)
+    if settings.engineer_calibrate:
+        # In the background: the service answers health checks at once; the first evaluation waits for it.
+        servicer.calibration = asyncio.create_task(calibrate(settings.engineer_sandbox_threads))
     engineer_pb2_grpc.add_EngineerServicer_to_server(servicer, server)
     try:
         yield [engineer_pb2.DESCRIPTOR.services_by_name["Engineer"].full_name]
     finally:
+        if servicer.calibration is not None:
+            servicer.calibration.cancel()
         if servicer.repairer is not None:
             await servicer.repairer.channel.close()
 

@@ -74,7 +74,7 @@ def test_deltanet_baseline_evaluates_with_real_metrics(
     assert metrics.parameters > metrics.layer_parameters > 0
     assert metrics.steps == 6
     assert len(metrics.loss_curve) == 6
-    assert [b.name for b in metrics.benchmarks] == ["mqar/seq32_kv2", "mqar/seq64_kv4", "mqar/seq64_kv8"]
+    assert [b.name for b in metrics.benchmarks] == ["mqar/seq32_kv2", "mqar/seq32_kv4", "mqar/seq64_kv4"]
     assert all(0 <= b.score <= 1 for b in metrics.benchmarks)
     assert result.budget.train_steps == 6
     stages = [e.progress.stage for e in events if e.WhichOneof("event") == "progress"]
@@ -205,10 +205,11 @@ def test_list_kernels_and_baselines(stub: engineer_pb2_grpc.EngineerStub) -> Non
     assert {"chunk_delta_rule", "chunk_gated_delta_rule", "chunk_linear_attn", "chunk_simple_gla"} <= names
     assert kernels.triton_version
     baselines = stub.ListBaselines(engineer_pb2.ListBaselinesRequest()).baselines
+    # deltanet first: the analyst's default fitness reference is then recorded before the others.
     assert [b.name for b in baselines] == [
-        "linear-attention",
         "deltanet",
         "gated-deltanet",
+        "linear-attention",
         "softmax-attention",
     ]
     assert [b.reference_only for b in baselines] == [False, False, False, True]
