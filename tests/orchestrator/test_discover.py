@@ -251,7 +251,7 @@ def test_resume_survives_an_engineer_killed_mid_cycle(first_run: FirstRun) -> No
     its port, the evaluation retried, and nothing is lost or recorded twice."""
     before = {e.id: e for e in stored(first_run.run_dir)}
     process = subprocess.Popen(
-        discover(first_run.run_dir, "--cycles", "3", "--resume"),
+        discover(first_run.run_dir, "--cycles", "3", "--resume", "--confirm-seeds", "2"),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -276,8 +276,10 @@ def test_resume_survives_an_engineer_killed_mid_cycle(first_run: FirstRun) -> No
     text = "".join(output)
     assert killed and "restarting on the same port" in text
 
-    after = stored(first_run.run_dir)
-    assert len(after) == len({e.id for e in after}) == BASELINES + 3
+    everything = stored(first_run.run_dir)
+    assert len(everything) == len({e.id for e in everything})
+    after = [e for e in everything if not e.replicate_of]
+    assert len(after) == BASELINES + 3
     assert [e.cycle for e in after if not e.is_baseline] == [1, 2, 3]
     assert all(e.status in TERMINAL for e in after)
     for e in after:  # the first run's records are untouched
@@ -287,3 +289,45 @@ def test_resume_survives_an_engineer_killed_mid_cycle(first_run: FirstRun) -> No
     assert third.evaluation.status == common_pb2.EVALUATION_STATUS_SUCCEEDED, third.evaluation.failure_reason
     metadata = json.loads((first_run.run_dir / "run.json").read_text())
     assert metadata["cycles_done"] == 3 and metadata["proposed"] == {"dsl_mutation": 3}
+
+
+@run_of_services
+def test_confirm_by_hand_trains_only_the_missing_pairs_and_stores_the_verdict(first_run: FirstRun) -> None:
+    """`asiarch confirm` on the stopped run: seeds 1-3 against the design's rival, where the seeds an
+    earlier confirmation trained are answered by the store."""
+    designs = [
+        e
+        for e in stored(first_run.run_dir)
+        if not e.is_baseline and not e.replicate_of and e.status == common_pb2.EXPERIMENT_STATUS_SUCCEEDED
+    ]
+    design = designs[0]
+    before = {e.id for e in stored(first_run.run_dir) if e.replicate_of}
+    run = str(first_run.run_dir)
+    result = subprocess.run(
+        [str(BIN / "asiarch"), "confirm", design.id.removeprefix("e2e."), "--seeds", "3", "--run-dir", run],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    after = {e.id: e for e in stored(first_run.run_dir)}
+    verdict = after[design.id].confirmation
+    assert verdict.against_id == design.analysis.rival_id
+    assert [p.seed for p in verdict.pairs] == [1, 2, 3]
+    assert verdict.verdict.split(":")[0] in ("confirmed", "not confirmed")
+    assert verdict.verdict in result.stdout
+    assert after[design.id].analysis.breakthrough == verdict.confirmed
+    made = {i for i, e in after.items() if e.replicate_of} - before
+    # Three seeds for each side, less what the store already held.
+    expected = {f"{i}.s{seed}.r2" for i in (design.id, verdict.against_id) for seed in (1, 2, 3)} - before
+    assert made == expected
+    metadata = json.loads((first_run.run_dir / "run.json").read_text())
+    assert metadata["state"] == "finished"  # confirming by hand leaves the run as it was
+
+    unknown = subprocess.run(
+        [str(BIN / "asiarch"), "confirm", "no-such-design", "--run-dir", str(first_run.run_dir)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert unknown.returncode == 1 and "no-such-design" in unknown.stderr

@@ -170,7 +170,7 @@ def draw(experiments: Sequence[common_pb2.Experiment], title: str) -> Figure:
 
     from matplotlib.cm import ScalarMappable
 
-    fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="fitness (total, 0-3)", shrink=0.8)
+    fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="fitness (total)", shrink=0.8)
     handles = [
         Line2D([], [], marker="s", ls="", color="0.6", markeredgecolor="black", label="baseline"),
         Line2D([], [], marker="D", ls="", color="0.6", markeredgecolor="black", label="reference only"),

@@ -82,7 +82,7 @@ def fitness_over_cycles(experiments: Sequence[common_pb2.Experiment]) -> Figure:
     # Cycles are whole numbers: a tick at 0.5 reads as a cycle that never happened.
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("cycle (0 = baselines)")
-    ax.set_ylabel("fitness (total, 0-3)")
+    ax.set_ylabel("fitness (total)")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     return fig
