@@ -15,7 +15,7 @@ from typing import Any
 from asiarch.common.cli import BUDGETS, LLM_BACKENDS, MODES, Choices, matching
 from asiarch.common.devices import DEVICE_PATTERN, DEVICES
 from asiarch.common.errors import ConfigError
-from asiarch.orchestrator.config import split_addresses
+from asiarch.orchestrator.config import DEFAULT_CONFIRM_SEEDS, split_addresses
 
 
 def _positive(kind: type) -> object:
@@ -376,7 +376,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     cmd.add_argument(
         "--confirm-seeds",
         type=_not_negative,
-        default=3,
+        default=DEFAULT_CONFIRM_SEEDS,
         metavar="K",
         help="a candidate that leads the strongest baseline beyond noise is re-trained with K paired seeds "
         "at rung 2 and tested (0: never)",
@@ -416,7 +416,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         ),
     )
     confirm.add_argument("id", help="experiment id, short id (as the leaderboard shows it) or name")
-    confirm.add_argument("--seeds", type=_positive(int), default=3, metavar="K", help="paired seeds")
+    confirm.add_argument(
+        "--seeds", type=_positive(int), default=DEFAULT_CONFIRM_SEEDS, metavar="K", help="paired seeds"
+    )
     confirm.add_argument(
         "--against",
         metavar="ID",

@@ -14,6 +14,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from asiarch.common.config import ENV_PREFIX
 
+# Paired seeds a promising candidate is confirmed with (discover --confirm-seeds, confirm --seeds).
+DEFAULT_CONFIRM_SEEDS = 3
+
 
 class OrchestratorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)

@@ -23,6 +23,7 @@ import grpc
 import structlog
 
 from asiarch.common.cli import budget_presets, proposal_mode_value
+from asiarch.orchestrator.config import DEFAULT_CONFIRM_SEEDS
 from asiarch.orchestrator.retry import retrying
 from asiarch.v1 import analyst_pb2, common_pb2, engineer_pb2, researcher_pb2, selector_pb2
 
@@ -47,7 +48,7 @@ class Options:
     seed: int = 0
     parallel: int = 1
     promote: bool = False
-    confirm_seeds: int = 3  # paired seeds for a candidate that leads the strongest baseline; 0: never
+    confirm_seeds: int = DEFAULT_CONFIRM_SEEDS  # for a candidate that leads the strongest baseline; 0: never
 
 
 @dataclass
