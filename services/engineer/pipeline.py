@@ -161,8 +161,12 @@ class Pipeline:
             "corpus_dir": self.corpus_dir,
             "threads": self.limits.threads,
         }
-        wall = min(self.limits.wall_seconds, float(candidate.budget["wall_clock_seconds"]))
-        limits = dataclasses.replace(self.limits, wall_seconds=wall)
+        # The budget owns the wall clock (Validate sets its own); the CPU-seconds rlimit must allow every
+        # thread to run for all of it. A fixed sandbox cap here once cut every evaluation, rung 2 and the
+        # gpu budget included, at 300 s.
+        wall = float(candidate.budget["wall_clock_seconds"])
+        cpu = max(self.limits.cpu_seconds, int(wall * self.limits.threads) + 60)
+        limits = dataclasses.replace(self.limits, wall_seconds=wall, cpu_seconds=cpu)
         result = await run_in_sandbox(job, limits, on_event)
         attempt.enforcement = result.enforcement
         # What the sandbox could enforce depends on the host (a container without
