@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import types
+from typing import Any
 
 import layers
 import pytest
@@ -122,3 +123,28 @@ def test_mqar_reports_every_setting() -> None:
     assert [s["name"] for s in scores] == ["mqar/seq32_kv2", "mqar/seq32_kv4", "mqar/seq64_kv4"]
     assert all(0.0 <= s["score"] <= 1.0 for s in scores)
     assert events[-1]["stage"] == "benchmarks"
+
+
+async def test_the_budgets_wall_clock_reaches_the_sandbox_beyond_its_default_cap(monkeypatch: Any) -> None:
+    """A rung-2 cpu evaluation (2,400 s) or a gpu one (3 h) must get its whole budget, and enough CPU seconds
+    for every thread: a fixed 300 s sandbox cap once cut them all short."""
+    from asiarch.engineer import pipeline
+    from asiarch.engineer.sandbox import SandboxLimits, SandboxResult
+
+    seen: list[SandboxLimits] = []
+
+    async def fake_sandbox(job: dict[str, Any], limits: SandboxLimits, on_event: Any) -> SandboxResult:
+        seen.append(limits)
+        return SandboxResult(outcome="ok", result={"checks": []})
+
+    monkeypatch.setattr(pipeline, "run_in_sandbox", fake_sandbox)
+    runner = pipeline.Pipeline(SandboxLimits(threads=2), 64 * 1024, None)
+    budget = resolve("cpu", rung=2)
+    candidate = pipeline.Candidate("wall", (layers.BASELINES / "deltanet.py").read_text(), "DeltaNet", budget)
+
+    async def ignore(event: object) -> None:
+        return None
+
+    await runner.check(candidate, "check", ignore)
+    assert seen[0].wall_seconds == budget["wall_clock_seconds"] == 2400
+    assert seen[0].cpu_seconds >= 2 * 2400
