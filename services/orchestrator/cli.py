@@ -150,7 +150,7 @@ async def _confirm(args: argparse.Namespace) -> int:
     from asiarch.common.client import open_channel
     from asiarch.common.config import load_settings
     from asiarch.common.logs import configure_logging
-    from asiarch.orchestrator.access import DEFAULT_RUNS, latest_run, read_run, write_run
+    from asiarch.orchestrator.access import DEFAULT_RUNS, latest_run, read_run
     from asiarch.orchestrator.config import OrchestratorSettings
     from asiarch.orchestrator.loop import Discovery, Options
     from asiarch.orchestrator.progress import RichDisplay
@@ -181,11 +181,9 @@ async def _confirm(args: argparse.Namespace) -> int:
         parallel=args.parallel,
         confirm_seeds=args.seeds,
     )
-    metadata = dict(run.metadata)
 
     def save(**changes: Any) -> None:
-        metadata.update(changes)
-        write_run(run_dir, metadata)
+        """run.json stays the run's: the services started for a confirmation are not the run's."""
 
     args.parallel, args.analyst, args.selector, args.researcher = options.parallel, None, None, None
     display = RichDisplay()
@@ -251,6 +249,8 @@ async def _services(
             display.note(f"started a local {name} on {service.address} (log: {run_dir / 'logs' / name}.log)")
             return service.address
 
+        if evaluation_only:
+            selector = researcher = ""  # neither is started, so no repair is ever asked for
         missing = [n for n, a in (("analyst", analyst), ("selector", selector)) if a is None]
         if missing:
             display.note(f"starting local {', '.join(missing)} …")
@@ -261,10 +261,9 @@ async def _services(
         if researcher is None:
             researcher = await start("researcher", {"ASIARCH_ANALYST_ADDRESS": analyst})
         if not engineers:
-            env = {
-                "ASIARCH_RESEARCHER_ADDRESS": researcher,
-                "ASIARCH_ENGINEER_MAX_CONCURRENT": str(args.parallel),
-            }
+            env = {"ASIARCH_ENGINEER_MAX_CONCURRENT": str(args.parallel)}
+            if researcher:
+                env["ASIARCH_RESEARCHER_ADDRESS"] = researcher
             engineers = [await start("engineer", env)]
         addresses = {
             "analyst": analyst,
