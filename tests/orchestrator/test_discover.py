@@ -54,14 +54,15 @@ def discover(run_dir: Path, *extra: str) -> list[str]:
 
 
 def stored(run_dir: Path) -> list[common_pb2.Experiment]:
-    """The run's experiments, read straight from the embedded store (no analyst process needed)."""
+    """The run's experiments, replicates included, read straight from the embedded store (no analyst
+    process needed)."""
 
     async def load() -> list[common_pb2.Experiment]:
         database = EmbeddedDatabase(run_dir / "store", attempts=1)
         try:
             repository = ExperimentRepository(database.collection("experiments"))
             page, _, _ = await repository.page(
-                run_dir.name, [], analyst_pb2.EXPERIMENT_SORT_CREATED_ASC, 1000, ""
+                run_dir.name, [], analyst_pb2.EXPERIMENT_SORT_CREATED_ASC, 1000, "", include_replicates=True
             )
             return page
         finally:
