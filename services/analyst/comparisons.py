@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from asiarch.analyst.fitness import layer_parameters, mean_benchmark
+from asiarch.analyst.fitness import layer_parameters, mean_benchmark, strongest_baseline
 from asiarch.v1 import common_pb2
 
 LOWER_IS_BETTER = {"val_loss", "layer_parameters", "peak_memory_mb"}
@@ -82,14 +82,6 @@ def comparisons(experiment: common_pb2.Experiment, relatives: Relatives) -> list
     add(relatives.baselines, common_pb2.RELATION_BASELINE)
     add([relatives.best], common_pb2.RELATION_BEST_SO_FAR)
     return table
-
-
-def strongest_baseline(baselines: Iterable[common_pb2.Experiment]) -> common_pb2.Experiment | None:
-    """The selectable baseline with the lowest validation loss: the one a discovery has to beat."""
-    measured = [
-        b for b in baselines if not b.proposal.reference_only and b.evaluation.metrics.HasField("val_loss")
-    ]
-    return min(measured, key=lambda b: b.evaluation.metrics.val_loss, default=None)
 
 
 def leads(experiment: common_pb2.Experiment, rival: common_pb2.Experiment) -> bool:

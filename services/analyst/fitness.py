@@ -58,8 +58,17 @@ def choose_baseline(
     for baseline in usable:
         if preferred in (baseline.name, baseline.proposal.name, baseline.id):
             return baseline
-    selectable = [b for b in usable if not b.proposal.reference_only] or usable
-    return min(selectable, key=lambda b: b.evaluation.metrics.val_loss, default=None)
+    return strongest_baseline(usable) or min(
+        usable, key=lambda b: b.evaluation.metrics.val_loss, default=None
+    )
+
+
+def strongest_baseline(baselines: Sequence[common_pb2.Experiment]) -> common_pb2.Experiment | None:
+    """The selectable baseline with the lowest validation loss: the one a discovery has to beat."""
+    measured = [
+        b for b in baselines if not b.proposal.reference_only and b.evaluation.metrics.HasField("val_loss")
+    ]
+    return min(measured, key=lambda b: b.evaluation.metrics.val_loss, default=None)
 
 
 class JudgeAnswer(pydantic.BaseModel):

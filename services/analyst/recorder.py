@@ -206,7 +206,7 @@ class Recorder:
         analysis.comparisons.extend(table)
         analysis.breakthrough = False  # only a confirmed result is a breakthrough (Confirm sets it)
         analysis.breakthrough_reason = comparisons.exploratory_verdict(experiment, relatives)
-        if (rival := comparisons.strongest_baseline(relatives.baselines)) is not None:
+        if (rival := fitness.strongest_baseline(relatives.baselines)) is not None:
             analysis.rival_id = rival.id
             original = not experiment.is_baseline and not experiment.replicate_of
             analysis.promising = original and comparisons.leads(experiment, rival)
