@@ -9,6 +9,7 @@ measurement that is not.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import statistics
@@ -41,7 +42,13 @@ def key(preset: str, rung: int) -> str:
 
 
 def _table(path: Path = TABLE) -> dict[str, Any]:
-    return json.loads(path.read_text()) if path.exists() else {}
+    # Read on every score (and a rescore scores the whole run): parsed once per version of the file.
+    return _parsed(path, path.stat().st_mtime_ns) if path.exists() else {}
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed(path: Path, mtime_ns: int) -> dict[str, Any]:
+    return json.loads(path.read_text())
 
 
 def noise_floor(preset: str, rung: int, reference_loss: float, path: Path = TABLE) -> NoiseFloor:
@@ -106,6 +113,6 @@ def summarise(
 
 def write_entry(entry: dict[str, Any], path: Path = TABLE) -> None:
     """Add or replace one (preset, rung) entry, keeping the others."""
-    table = _table(path)
+    table = dict(_table(path))  # the parsed table is cached: never change it in place
     table[key(entry["preset"], entry["rung"])] = entry
     path.write_text(json.dumps(dict(sorted(table.items())), indent=2, sort_keys=True) + "\n")
