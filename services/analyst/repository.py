@@ -20,6 +20,8 @@ from asiarch.common.errors import InvalidArgument
 from asiarch.v1 import analyst_pb2, common_pb2
 
 SCHEMA_VERSION = 1
+# The largest offset a page token may carry: what MongoDB's skip (an int64) accepts.
+MAX_OFFSET = 2**63 - 1
 TERMINAL = {common_pb2.EXPERIMENT_STATUS_SUCCEEDED, common_pb2.EXPERIMENT_STATUS_FAILED}
 
 _SORTS: dict[int, list[tuple[str, int]]] = {
@@ -114,11 +116,15 @@ class PageToken:
         if not token:
             return 0
         try:
+            # RecursionError: a deeply nested JSON token; the offset is checked as issued (an int the
+            # store can skip), so Infinity or 1e400 is refused here rather than overflowing later.
             payload = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-            offset, fingerprint = int(payload["o"]), str(payload["q"])
-        except (ValueError, KeyError, TypeError) as exc:
+            offset, fingerprint = payload["o"], str(payload["q"])
+            if type(offset) is not int or not 0 <= offset <= MAX_OFFSET:
+                raise ValueError(f"offset {offset!r} out of range")
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
             raise InvalidArgument("page_token is not a token this service issued") from exc
-        if offset < 0 or fingerprint != cls._fingerprint(query, sort):
+        if fingerprint != cls._fingerprint(query, sort):
             raise InvalidArgument(
                 "page_token belongs to a different query (run_id, statuses or sort changed)"
             )
