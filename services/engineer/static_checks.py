@@ -12,6 +12,8 @@ import ast
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from asiarch.common.source import SourceError, parse_source
+
 DEFAULT_MAX_BYTES = 64 * 1024
 DEFAULT_CLASS_NAME = "DeltaNet"
 
@@ -118,6 +120,13 @@ def _where(node: ast.expr | ast.stmt) -> tuple[int, int]:
     return node.lineno, node.end_col_offset or node.col_offset
 
 
+def _root_name(node: ast.expr) -> str:
+    """The name an attribute chain starts from (`torch` for torch.nn.functional), '' when none."""
+    while isinstance(node, ast.Attribute):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else ""
+
+
 def _import_problems(tree: ast.Module) -> Iterator[tuple[tuple[int, int], str]]:
     allowed = ", ".join(ALLOWED_IMPORTS)
     for node in ast.walk(tree):
@@ -154,11 +163,7 @@ def _name_problems(tree: ast.Module) -> Iterator[tuple[tuple[int, int], str]]:
                     _where(node),
                     f"use of {node.attr!r} is not allowed ({BANNED_NAMES[node.attr]})",
                 )
-            elif (
-                node.attr in BANNED_TORCH_ATTRIBUTES
-                and isinstance(node.value, ast.Name | ast.Attribute)
-                and ast.unparse(node.value).split(".")[0] == "torch"
-            ):
+            elif node.attr in BANNED_TORCH_ATTRIBUTES and _root_name(node.value) == "torch":
                 yield (
                     _where(node),
                     f"torch.{node.attr} is not allowed ({BANNED_TORCH_ATTRIBUTES[node.attr]})",
@@ -186,10 +191,9 @@ def run_static_checks(
         return results
     results.append(StaticCheck("static.size", True))
     try:
-        tree = ast.parse(source)
-    except SyntaxError as exc:
-        line = exc.lineno or 0
-        results.append(StaticCheck("static.parse", False, f"line {line}: syntax error: {exc.msg}", line))
+        tree = parse_source(source)
+    except SourceError as exc:
+        results.append(StaticCheck("static.parse", False, exc.reason, exc.line))
         return results
     results.append(StaticCheck("static.parse", True))
     for name, problems in (

@@ -23,6 +23,7 @@ import grpc
 import structlog
 
 from asiarch.common.cli import budget_presets, proposal_mode_value
+from asiarch.common.source import SourceError, parse_source
 from asiarch.orchestrator.config import DEFAULT_CONFIRM_SEEDS
 from asiarch.orchestrator.retry import retrying
 from asiarch.v1 import analyst_pb2, common_pb2, engineer_pb2, researcher_pb2, selector_pb2
@@ -505,8 +506,8 @@ def design_key(proposal: common_pb2.Proposal) -> str:
     specs that render the same layer are the same design)."""
     source = proposal.source.module_source
     try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError):
+        tree = parse_source(source)
+    except SourceError:
         text = source.strip()
     else:
         for node in ast.walk(tree):

@@ -60,6 +60,28 @@ def test_syntax_error_has_its_line() -> None:
 
 
 @pytest.mark.parametrize(
+    ("source", "reason"),
+    [
+        # Each fits under the 64 KiB cap; Python's parser answers the first two with RecursionError and
+        # MemoryError, and the last parses but is too deep for the checks' own walk of the tree.
+        ("y = torch" + ".a" * 5000, "nested too deeply to parse"),
+        ("x = " + "-" * 30000 + "1", "nested too deeply to parse"),
+        ("x = 1" + " + 1" * 2000, "line 1: nested more than 100 levels deep"),
+        ("x = 1\x00", "null bytes"),
+    ],
+)
+def test_sources_nested_too_deeply_fail_the_parse_check(source: str, reason: str) -> None:
+    name, message, _ = failure(source)
+    assert name == "static.parse"
+    assert reason in message
+
+
+def test_a_deep_but_ordinary_layer_still_passes() -> None:
+    deep = GOOD + "\n\nscale = " + "(" * 60 + "1" + " + 1)" * 60 + "\n"
+    assert all(r.passed for r in run_static_checks(deep))
+
+
+@pytest.mark.parametrize(
     ("line", "module"),
     [
         ("import os", "os"),
