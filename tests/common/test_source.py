@@ -40,3 +40,12 @@ def test_duplicate_detection_keys_deep_sources_by_their_text(source: str) -> Non
     assert design_key(proposal) == design_key(proposal)
     other = common_pb2.Proposal(source=common_pb2.ArchitectureSource(module_source=source + "\n# x"))
     assert design_key(proposal) != design_key(other)
+
+
+@pytest.mark.parametrize("source", DEEP)
+def test_export_refuses_deep_sources_with_a_reason(source: str) -> None:
+    from asiarch.orchestrator.results.export import ExportError, standalone_source
+
+    proposal = common_pb2.Proposal(source=common_pb2.ArchitectureSource(module_source=source))
+    with pytest.raises(ExportError, match=r"the layer's source does not parse: .*nested"):
+        standalone_source(common_pb2.Experiment(id="deep", proposal=proposal))

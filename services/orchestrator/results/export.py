@@ -18,6 +18,7 @@ import re
 import tokenize
 from pathlib import Path
 
+from asiarch.common.source import SourceError, parse_source
 from asiarch.v1 import common_pb2
 
 from .summary import layer_source, mean_mqar
@@ -295,9 +296,9 @@ def standalone_source(experiment: common_pb2.Experiment) -> str:
     source = layer_source(experiment)
     class_name = source.class_name or "DeltaNet"
     try:
-        tree = ast.parse(source.module_source)
-    except SyntaxError as exc:
-        raise ExportError(f"the layer's source does not parse: {exc}") from None
+        tree = parse_source(source.module_source)
+    except SourceError as exc:
+        raise ExportError(f"the layer's source does not parse: {exc.reason}") from None
     imports = _Imports(tree)
     if imports.unsupported:
         raise ExportError(
