@@ -48,5 +48,13 @@ class EngineerSettings(ServerSettings):
             "this machine is than the one they were sized on (never below 1, at most 8)."
         ),
     )
+    engineer_sandbox_unsafe: bool = Field(
+        default=False,
+        description=(
+            "Run candidate code even when the sandbox cannot isolate it (no user namespaces, no seccomp, "
+            "no cgroups as root). Off: such an evaluation is refused with FAILED_PRECONDITION naming what "
+            "is missing. Only for a machine that runs nothing but trusted code."
+        ),
+    )
     engineer_sandbox_threads: int = Field(default=2, ge=1, le=256, description="torch threads per sandbox.")
     engineer_check_timeout_seconds: float = Field(default=180, gt=0, description="Wall clock for Validate.")

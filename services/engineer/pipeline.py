@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import structlog
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from asiarch.common.errors import FailedPrecondition
 from asiarch.engineer import convert
 from asiarch.engineer.budgets import resolve_rung_two
 from asiarch.engineer.sandbox import SandboxLimits, run_in_sandbox
@@ -168,6 +169,8 @@ class Pipeline:
         cpu = max(self.limits.cpu_seconds, int(wall * self.limits.threads) + 60)
         limits = dataclasses.replace(self.limits, wall_seconds=wall, cpu_seconds=cpu)
         result = await run_in_sandbox(job, limits, on_event)
+        if result.outcome == "refused":  # the host's fault, not the candidate's: nothing is recorded
+            raise FailedPrecondition(result.error)
         attempt.enforcement = result.enforcement
         # What the sandbox could enforce depends on the host (a container without
         # capabilities cannot unshare the network): say it once per run, in the log.

@@ -1,20 +1,20 @@
 """Run candidate code in a locked-down child process and stream its events back.
 
-What is enforced, and where (see also docs in README):
-- always: a separate process in its own session; a wall-clock timeout that
-  kills the whole process group; rlimits on CPU seconds, address space, file
-  size, open files and processes; core dumps off; a fresh temporary working
-  directory, deleted afterwards; a scrubbed environment; output caps (a child
-  that floods stdout/stderr or the event channel is killed);
-- on Linux as root (this repository's CI; a root container): an empty network
-  namespace (no route anywhere), a private mount namespace in which
-  everything but the sandbox directory is read-only, and a pids cgroup
-  (fork bombs stop at the cap); the child also drops to `nobody` when the
-  Python installation is readable by `nobody`;
-- when not root (the hardened deployments): those three need privileges the
-  process lacks, so the deployment supplies them (NetworkPolicy, a pids
-  limit, a read-only root file system). What was enforced is reported in
-  every result (`enforcement`).
+What is enforced, and where:
+- here: a separate process in its own session; a wall-clock timeout that kills
+  the whole process group; a fresh temporary working directory, deleted
+  afterwards; a scrubbed environment; output caps (a child that floods
+  stdout/stderr or the event channel is killed); pids and memory cgroups around
+  all its processes (cgroups.py);
+- in the child (sandbox_child.py, isolation.py), whoever runs the engineer: an
+  unprivileged user on the host (root drops to `nobody`), its own user, pid,
+  mount and network namespaces, its own /proc, a read-only file system but for
+  the sandbox directory, no capabilities, no_new_privs, a seccomp filter, and
+  rlimits on CPU seconds, address space, file size, open files and processes.
+A layer that cannot be set up refuses the evaluation (outcome `refused`, naming
+it) unless `allow_unisolated` is set — an explicit operator choice. As root, the
+cgroups are required too; unprivileged, the container's own limits stand in for
+them. What was enforced is reported in every result (`enforcement`).
 The service process never imports candidate code.
 """
 
@@ -33,11 +33,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from asiarch.common.local import python_command
+from asiarch.engineer.cgroups import SandboxCgroups
 
 NOBODY = 65534
 STDERR_TAIL_BYTES = 16 * 1024
 
-Outcome = Literal["ok", "error", "timeout", "output_flood", "crashed"]
+Outcome = Literal["ok", "error", "timeout", "output_flood", "crashed", "refused"]
 EventSink = Callable[[dict[str, Any]], Awaitable[None]]
 
 
@@ -54,6 +55,10 @@ class SandboxLimits:
     output_bytes: int = 4 << 20
     isolate_network: bool = True
     threads: int = 2
+    # Run even when a layer of isolation cannot be set up (ASIARCH_ENGINEER_SANDBOX_UNSAFE).
+    allow_unisolated: bool = False
+    # Folders the candidate's process must read besides the interpreter (the corpus).
+    readable_paths: tuple[str, ...] = ()
 
 
 @dataclass
@@ -89,67 +94,6 @@ def _child_env(workdir: str, threads: int) -> dict[str, str]:
     return env
 
 
-class PidsCgroup:
-    """A pids cgroup around one sandbox: a hard cap on tasks, whatever the user id.
-
-    RLIMIT_NPROC is per user and does not bind root; a cgroup does. Used when
-    this process may create cgroups (root with cgroup v1's pids hierarchy, or
-    a delegated v2 subtree); otherwise `enforcement` says it was not available.
-    """
-
-    ROOTS = ("/sys/fs/cgroup/pids", "/sys/fs/cgroup")
-
-    def __init__(self, max_tasks: int) -> None:
-        self.path: str | None = None
-        self.status = "not available"
-        for root in self.ROOTS:
-            if not os.path.exists(os.path.join(root, "pids.max")) and not os.path.exists(
-                os.path.join(root, "cgroup.procs")
-            ):
-                continue
-            path = os.path.join(root, f"asiarch-sandbox-{os.getpid()}-{id(self)}")
-            try:
-                os.mkdir(path)
-                with open(os.path.join(path, "pids.max"), "w") as handle:
-                    handle.write(str(max_tasks))
-            except OSError as exc:
-                with contextlib.suppress(OSError):
-                    os.rmdir(path)
-                self.status = f"not available ({exc.strerror})"
-                continue
-            self.path = path
-            self.status = f"pids cgroup, at most {max_tasks} tasks"
-            return
-
-    def add(self, pid: int) -> None:
-        if self.path is None:
-            return
-        try:
-            with open(os.path.join(self.path, "cgroup.procs"), "w") as handle:
-                handle.write(str(pid))
-        except OSError as exc:
-            self.status = f"not applied ({exc.strerror})"
-            self.remove()
-
-    def remove(self) -> None:
-        """Kill every task left in the cgroup (even ones that left the process group), then delete it."""
-        if self.path is None:
-            return
-        procs = os.path.join(self.path, "cgroup.procs")
-        for _ in range(50):
-            with contextlib.suppress(OSError), open(procs) as handle:
-                pids = [int(line) for line in handle if line.strip()]
-            if not pids:
-                break
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, signal.SIGKILL)
-            time.sleep(0.02)
-        with contextlib.suppress(OSError):
-            os.rmdir(self.path)
-        self.path = None
-
-
 def _kill_group(process: asyncio.subprocess.Process) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
@@ -176,6 +120,8 @@ async def _read_events(
             state["result"] = event.get("result")
         elif kind == "error":
             state["error"] = str(event.get("error", ""))
+        elif kind == "refused":
+            state["refused"] = [str(layer) for layer in event.get("missing", [])]
         elif sink is not None:
             await sink(event)
 
@@ -207,6 +153,10 @@ async def run_in_sandbox(
 ) -> SandboxResult:
     """Run worker.run(job) in a sandbox; forward its progress events to on_event."""
     started = time.monotonic()
+    cgroups = SandboxCgroups(limits.max_processes, limits.memory_bytes)
+    if missing := _missing_cgroups(cgroups, limits):
+        cgroups.remove()
+        return _refused(missing, _cgroup_enforcement(cgroups))
     workdir = tempfile.mkdtemp(prefix="asiarch-sandbox-")
     if os.getuid() == 0:
         os.chown(workdir, NOBODY, NOBODY)
@@ -219,7 +169,6 @@ async def run_in_sandbox(
     state: dict[str, Any] = {"flooded": asyncio.Event()}
     process: asyncio.subprocess.Process | None = None
     transports: list[asyncio.BaseTransport] = []
-    cgroup = PidsCgroup(limits.max_processes)
     try:
         process = await asyncio.create_subprocess_exec(
             *python_command("-m", "asiarch.engineer.sandbox_child", isolated=True),
@@ -238,7 +187,7 @@ async def run_in_sandbox(
         events_write = stderr_write = -1
         # The child runs no candidate code before it reads the job, so joining
         # the cgroup here, before the job is written, leaves no window.
-        cgroup.add(process.pid)
+        cgroups.add(process.pid)
         events, events_transport = await _pipe_reader(events_read, limits.output_bytes + 1)
         stderr, stderr_transport = await _pipe_reader(stderr_read, limits.output_bytes + 1)
         events_read = stderr_read = -1
@@ -278,7 +227,7 @@ async def run_in_sandbox(
     finally:
         if process is not None:
             _kill_group(process)  # anything the child left behind in its group
-        cgroup.remove()
+        cgroups.remove()
         for transport in transports:
             transport.close()
         for fd in (events_read, events_write, stderr_read, stderr_write):
@@ -292,11 +241,13 @@ async def run_in_sandbox(
         result=state.get("result"),
         returncode=returncode,
         wall_seconds=time.monotonic() - started,
-        enforcement={**state.get("enforcement", {}), "tasks": cgroup.status},
+        enforcement={**state.get("enforcement", {}), **_cgroup_enforcement(cgroups)},
         stderr_tail=stderr_tail,
     )
     if outcome == "timeout":
         result.outcome, result.error = "timeout", f"wall-clock limit of {limits.wall_seconds:g} s exceeded"
+    elif state.get("refused"):
+        return _refused(state["refused"], result.enforcement)
     elif outcome == "output_flood":
         result.outcome = "output_flood"
         result.error = f"more than {limits.output_bytes} bytes written to {state['flood']}"
@@ -306,6 +257,34 @@ async def run_in_sandbox(
         result.outcome = "crashed"
         result.error = _describe_exit(returncode, stderr_tail)
     return result
+
+
+def _missing_cgroups(cgroups: SandboxCgroups, limits: SandboxLimits) -> list[str]:
+    """As root, RLIMIT_NPROC binds nothing and RLIMIT_AS is per process: the cgroups are required."""
+    if os.getuid() != 0 or limits.allow_unisolated:
+        return []
+    return [
+        f"{name} cgroup: {status}"
+        for name, status in cgroups.status.items()
+        if not cgroups.available(name) and status != "not requested"
+    ]
+
+
+def _cgroup_enforcement(cgroups: SandboxCgroups) -> dict[str, str]:
+    return {"tasks": cgroups.status["pids"], "memory": cgroups.status["memory"]}
+
+
+def _refused(missing: list[str], enforcement: dict[str, str]) -> SandboxResult:
+    return SandboxResult(
+        outcome="refused",
+        error=(
+            "the sandbox could not isolate candidate code, so nothing was run; missing: "
+            + "; ".join(missing)
+            + ". Give the engineer what it needs (docs/deploy.md, 'The sandbox') or, knowingly, set "
+            "ASIARCH_ENGINEER_SANDBOX_UNSAFE=true"
+        ),
+        enforcement=enforcement,
+    )
 
 
 def _describe_exit(returncode: int | None, stderr_tail: str) -> str:

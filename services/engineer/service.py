@@ -16,18 +16,23 @@ from contextlib import asynccontextmanager
 from importlib import resources
 
 import grpc
+import structlog
 
 from asiarch.common.client import open_channel
 from asiarch.common.errors import InvalidArgument, ResourceExhausted
+from asiarch.common.fields import checked, short
 from asiarch.common.server import ServiceDefinition
 from asiarch.engineer import convert
 from asiarch.engineer.budgets import BudgetError
 from asiarch.engineer.calibration import Calibration, calibrate
+from asiarch.engineer.cgroups import remove_stale as remove_stale_cgroups
 from asiarch.engineer.config import EngineerSettings
 from asiarch.engineer.pipeline import Candidate, Pipeline
 from asiarch.engineer.sandbox import SandboxLimits
 from asiarch.kernels.registry import kernels
 from asiarch.v1 import common_pb2, engineer_pb2, engineer_pb2_grpc, researcher_pb2, researcher_pb2_grpc
+
+log = structlog.get_logger("asiarch.engineer")
 
 DEFAULT_PORT = 50053
 DEFAULT_CLASS = "DeltaNet"
@@ -137,17 +142,22 @@ def _source(source: common_pb2.ArchitectureSource, field: str) -> tuple[str, str
         raise InvalidArgument(f"{field}.module_source must not be empty")
     class_name = source.class_name or DEFAULT_CLASS
     if not IDENTIFIER.match(class_name):
-        raise InvalidArgument(f"{field}.class_name {class_name!r} is not a Python identifier")
+        raise InvalidArgument(f"{field}.class_name {short(class_name)} is not a Python identifier")
     return source.module_source, class_name
 
 
+@checked(engineer_pb2.DESCRIPTOR.services_by_name["Engineer"])
 class EngineerServicer(engineer_pb2_grpc.EngineerServicer):
     def __init__(self, settings: EngineerSettings) -> None:
         self.settings = settings
         limits = SandboxLimits(
             memory_bytes=int(settings.engineer_sandbox_memory_gb * (1 << 30)),
             threads=settings.engineer_sandbox_threads,
+            allow_unisolated=settings.engineer_sandbox_unsafe,
+            readable_paths=(settings.engineer_corpus_dir,) if settings.engineer_corpus_dir else (),
         )
+        if stale := remove_stale_cgroups():
+            log.info("removed the cgroups of sandboxes whose engineer was killed", count=stale)
         self.pipeline = Pipeline(limits, settings.engineer_max_source_kb * 1024, settings.engineer_corpus_dir)
         self.slots = Slots(settings.engineer_max_concurrent, settings.engineer_max_queued)
         token = settings.auth_token.get_secret_value() if settings.auth_token else None
