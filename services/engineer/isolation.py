@@ -64,6 +64,18 @@ PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT = 4, 24, 3
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 LINUX_CAPABILITY_VERSION_3 = 0x20080522
 NOBODY = 65534
+
+
+def _last_capability() -> int:
+    """Read while /proc is still the host's (the sandbox's own may be empty)."""
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as handle:
+            return int(handle.read())
+    except OSError:
+        return 63  # dropping a capability the kernel does not know is EINVAL, which is ignored
+
+
+LAST_CAPABILITY = _last_capability()
 # Denied outright (EPERM): every way out of the namespaces, into other processes or into the kernel.
 DENIED_SYSCALLS = (
     "setns", "unshare", "mount", "umount2", "pivot_root", "chroot", "move_mount", "open_tree",
@@ -200,8 +212,16 @@ def enter_namespaces(network: bool) -> str:
 
 
 def mount_own_proc() -> str:
-    """A /proc of the new pid namespace: no host process is visible, none is reachable through it."""
-    _mount("/proc", "proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    """A /proc of the new pid namespace: no host process is visible, none is reachable through it.
+
+    The kernel refuses a new proc mount where parts of the old one are covered (a container's
+    masked /proc/kcore, a read-only /proc/sys): there, an empty /proc hides the host's instead.
+    """
+    try:
+        _mount("/proc", "proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    except IsolationError as exc:
+        _mount("/proc", "tmpfs", "/proc", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0555,size=4k")
+        return f"empty (the host's hidden; a proc of its own was refused: {exc})"
     return "own (only the sandbox's processes)"
 
 
@@ -243,9 +263,7 @@ class _CapData(ctypes.Structure):
 def drop_capabilities() -> str:
     """Empty every capability set, the bounding set included, so nothing can be regained."""
     layer = "capabilities"
-    with open("/proc/sys/kernel/cap_last_cap") as handle:
-        last = int(handle.read())
-    for cap in range(last + 1):
+    for cap in range(LAST_CAPABILITY + 1):
         result = _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)
         if result != 0 and ctypes.get_errno() != errno.EINVAL:
             raise IsolationError(layer, f"bounding set: {os.strerror(ctypes.get_errno())}")
@@ -253,10 +271,9 @@ def drop_capabilities() -> str:
         _prctl(layer, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
     header, data = _CapHeader(LINUX_CAPABILITY_VERSION_3, 0), (_CapData * 2)()
     _call(layer, _libc.capset(ctypes.byref(header), data))
-    with open("/proc/self/status") as handle:
-        effective = next(line.split()[1] for line in handle if line.startswith("CapEff:"))
-    if int(effective, 16):
-        raise IsolationError(layer, f"still effective: {effective}")
+    _call(layer, _libc.capget(ctypes.byref(header), data))
+    if any(word.effective or word.permitted or word.inheritable for word in data):
+        raise IsolationError(layer, "the kernel still reports capabilities after dropping them")
     return "none (bounding set empty)"
 
 

@@ -174,6 +174,7 @@ async def run_in_sandbox(
             *python_command("-m", "asiarch.engineer.sandbox_child", isolated=True),
             json.dumps(child_limits),
             str(events_write),
+            workdir,  # also names the sandbox in `ps`
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=stderr_write,

@@ -1,8 +1,8 @@
 """First code to run in a sandbox process: lock the process down, then run the worker.
 
-Started by sandbox.py as `python -I -m asiarch.engineer.sandbox_child LIMITS_JSON FD`
+Started by sandbox.py as `python -I -m asiarch.engineer.sandbox_child LIMITS_JSON FD WORKDIR`
 in a fresh session (its own process group), inside the sandbox's cgroups, with a
-scrubbed environment and a fresh temporary directory as cwd. Everything here
+scrubbed environment and a fresh temporary directory (WORKDIR) as cwd. Everything here
 happens before any candidate code is imported, which is why it is done in the
 child itself rather than in a preexec_fn (unsafe in the threaded gRPC server).
 
@@ -106,9 +106,9 @@ class Lockdown:
             self.missing.append(str(exc))
             return False
 
-    def run(self, limits: dict[str, Any]) -> None:
+    def run(self, limits: dict[str, Any], workdir: str) -> None:
         """Returns in the worker process (or, when namespaces fail, in this one)."""
-        workdir, network = os.getcwd(), bool(limits.get("isolate_network"))
+        network = bool(limits.get("isolate_network"))
         if os.getuid() == 0:
             self.layer("host view", isolation.reveal_python_tree, _needed_paths(limits))
             self.layer("user", isolation.drop_to_unprivileged)
@@ -137,7 +137,7 @@ def main() -> None:
         protocol.write(json.dumps(event) + "\n")
 
     lockdown = Lockdown()
-    lockdown.run(limits)
+    lockdown.run(limits, sys.argv[3])
     emit({"type": "sandbox", "enforcement": lockdown.enforcement})
     if lockdown.missing and not limits.get("allow_unisolated"):
         emit({"type": "refused", "missing": lockdown.missing})

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from layers import layer as build_layer
 
+from asiarch.engineer import sandbox
 from asiarch.engineer.sandbox import SandboxLimits, SandboxResult, run_in_sandbox
 
 BUDGET = {"d_model": 32, "n_layers": 2, "n_heads": 2, "max_parameters": 10_000_000, "seed": 0}
@@ -100,7 +101,35 @@ def test_writing_inside_the_sandbox_directory_is_allowed_and_cleaned_up() -> Non
     assert result.outcome == "ok", result.error
 
 
-def test_fork_bomb_is_contained() -> None:
+@pytest.fixture
+def workdirs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The sandbox folders this test made: they name its processes (other runs may share the machine)."""
+    made: list[str] = []
+    mkdtemp = sandbox.tempfile.mkdtemp
+
+    def recording(**kwargs: Any) -> str:
+        made.append(mkdtemp(**kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(sandbox.tempfile, "mkdtemp", recording)
+    return made
+
+
+def _survivors(workdirs: list[str]) -> list[str]:
+    """Processes still running for one of `workdirs` (its path is in their command line)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                arguments = handle.read().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if "asiarch.engineer.sandbox_child" in arguments and set(arguments) & set(workdirs):
+            found.append(pid)
+    return found
+
+
+def test_fork_bomb_is_contained(workdirs: list[str]) -> None:
     bomb = "import os\n        while True:\n            os.fork()"
     result = run(layer(bomb), max_processes=64, wall_seconds=20)
     if not result.enforcement.get("tasks", "").startswith("pids cgroup") and os.getuid() == 0:
@@ -109,15 +138,7 @@ def test_fork_bomb_is_contained() -> None:
     assert result.outcome != "ok"
     # Nothing of it survives.
     time.sleep(0.5)
-    assert not [p for p in os.listdir("/proc") if p.isdigit() and _is_sandbox(p)]
-
-
-def _is_sandbox(pid: str) -> bool:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as handle:
-            return b"asiarch.engineer.sandbox_child" in handle.read()
-    except OSError:
-        return False
+    assert workdirs and not _survivors(workdirs)
 
 
 def test_ctypes_segfault_is_reported_as_a_crash() -> None:
@@ -127,16 +148,17 @@ def test_ctypes_segfault_is_reported_as_a_crash() -> None:
     assert "segmentation fault" in result.error
 
 
-def test_a_cancelled_run_leaves_no_process() -> None:
+def test_a_cancelled_run_leaves_no_process(workdirs: list[str]) -> None:
     async def cancel_midway() -> None:
         job = {"kind": "check", "source": layer("while True:\n            pass"), "class_name": "DeltaNet",
                "budget": BUDGET}  # fmt: skip
         task = asyncio.create_task(run_in_sandbox(job, SandboxLimits(wall_seconds=60)))
         await asyncio.sleep(3)
+        assert len(_survivors(workdirs)) == 3  # the launcher, pid 1 of its namespace and the worker
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
 
     asyncio.run(cancel_midway())
     time.sleep(0.5)
-    assert not [p for p in os.listdir("/proc") if p.isdigit() and _is_sandbox(p)]
+    assert workdirs and not _survivors(workdirs)

@@ -309,3 +309,38 @@ def test_a_layer_that_cannot_be_set_up_is_named() -> None:
     assert not lockdown.layer("seccomp", unavailable)
     assert lockdown.missing == ["seccomp: libseccomp is not available"]
     assert lockdown.enforcement["seccomp"] == "not enforced (seccomp: libseccomp is not available)"
+
+
+MASKED_PROC = """
+import ctypes, os, sys
+from asiarch.engineer import isolation
+libc = ctypes.CDLL(None, use_errno=True)
+# What a container runtime does: files of the host's /proc (here /proc/timer_list) covered by /dev/null.
+assert libc.unshare(isolation.CLONE_NEWNS) == 0
+assert libc.mount(None, b"/", None, isolation.MS_REC | isolation.MS_PRIVATE, None) == 0
+assert libc.mount(b"/dev/null", b"/proc/timer_list", None, isolation.MS_BIND, None) == 0
+isolation.drop_to_unprivileged()
+isolation.enter_namespaces(network=True)
+if os.fork() == 0:
+    print(isolation.mount_own_proc())
+    print(sorted(os.listdir("/proc")))
+    print(isolation.drop_capabilities())
+    sys.stdout.flush()
+    os._exit(0)
+os.wait()
+"""
+
+
+@pytest.mark.skipif(not ROOT, reason="masking the host's /proc needs root")
+def test_under_a_masked_proc_the_sandbox_sees_an_empty_one() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-P", "-c", MASKED_PROC], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    proc_line, listing, capabilities = done.stdout.splitlines()
+    assert proc_line.startswith("empty (the host's hidden"), proc_line
+    assert listing == "[]"
+    assert capabilities.startswith("none")
