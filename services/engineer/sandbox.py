@@ -30,12 +30,16 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from asiarch.common.local import python_command
 from asiarch.engineer.cgroups import SandboxCgroups
+from asiarch.engineer.cgroups import remove_stale as remove_stale_cgroups
 
 NOBODY = 65534
+# Followed by the engineer's pid: what a killed engineer left is found at the next start.
+WORKDIR_PREFIX = "asiarch-sandbox-"
 STDERR_TAIL_BYTES = 16 * 1024
 
 Outcome = Literal["ok", "error", "timeout", "output_flood", "crashed", "refused"]
@@ -92,6 +96,17 @@ def _child_env(workdir: str, threads: int) -> dict[str, str]:
         if name in os.environ:
             env[name] = os.environ[name]
     return env
+
+
+def remove_leftovers() -> int:
+    """Delete the folders and cgroups of sandboxes whose engineer was killed; returns how many."""
+    removed = remove_stale_cgroups()
+    for folder in Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*"):
+        owner = folder.name.removeprefix(WORKDIR_PREFIX).split("-", 1)[0]
+        if owner.isdigit() and not Path(f"/proc/{owner}").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    return removed
 
 
 def _kill_group(process: asyncio.subprocess.Process) -> None:
@@ -157,7 +172,7 @@ async def run_in_sandbox(
     if missing := _missing_cgroups(cgroups, limits):
         cgroups.remove()
         return _refused(missing, _cgroup_enforcement(cgroups))
-    workdir = tempfile.mkdtemp(prefix="asiarch-sandbox-")
+    workdir = tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-")
     if os.getuid() == 0:
         os.chown(workdir, NOBODY, NOBODY)
     # Both output channels are our own pipes, not asyncio's subprocess pipes:

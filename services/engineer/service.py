@@ -25,10 +25,9 @@ from asiarch.common.server import ServiceDefinition
 from asiarch.engineer import convert
 from asiarch.engineer.budgets import BudgetError
 from asiarch.engineer.calibration import Calibration, calibrate
-from asiarch.engineer.cgroups import remove_stale as remove_stale_cgroups
 from asiarch.engineer.config import EngineerSettings
 from asiarch.engineer.pipeline import Candidate, Pipeline
-from asiarch.engineer.sandbox import SandboxLimits
+from asiarch.engineer.sandbox import SandboxLimits, remove_leftovers
 from asiarch.kernels.registry import kernels
 from asiarch.v1 import common_pb2, engineer_pb2, engineer_pb2_grpc, researcher_pb2, researcher_pb2_grpc
 
@@ -38,6 +37,7 @@ DEFAULT_PORT = 50053
 DEFAULT_CLASS = "DeltaNet"
 EXPERIMENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MAX_CLASS_NAME = 128
 # (file in baselines/, name, motivation, reference_only); deltanet first: it is the analyst's default
 # fitness reference, so a run's first records are scored against it rather than rescored later.
 BASELINES = (
@@ -141,8 +141,12 @@ def _source(source: common_pb2.ArchitectureSource, field: str) -> tuple[str, str
     if not source.module_source.strip():
         raise InvalidArgument(f"{field}.module_source must not be empty")
     class_name = source.class_name or DEFAULT_CLASS
-    if not IDENTIFIER.match(class_name):
-        raise InvalidArgument(f"{field}.class_name {short(class_name)} is not a Python identifier")
+    # Bounded: the name is quoted in check messages, which go back to the caller.
+    if len(class_name) > MAX_CLASS_NAME or not IDENTIFIER.fullmatch(class_name):
+        raise InvalidArgument(
+            f"{field}.class_name {short(class_name)} is not a Python identifier of at most "
+            f"{MAX_CLASS_NAME} characters"
+        )
     return source.module_source, class_name
 
 
@@ -156,8 +160,8 @@ class EngineerServicer(engineer_pb2_grpc.EngineerServicer):
             allow_unisolated=settings.engineer_sandbox_unsafe,
             readable_paths=(settings.engineer_corpus_dir,) if settings.engineer_corpus_dir else (),
         )
-        if stale := remove_stale_cgroups():
-            log.info("removed the cgroups of sandboxes whose engineer was killed", count=stale)
+        if stale := remove_leftovers():
+            log.info("removed the folders and cgroups of sandboxes whose engineer was killed", count=stale)
         self.pipeline = Pipeline(limits, settings.engineer_max_source_kb * 1024, settings.engineer_corpus_dir)
         self.slots = Slots(settings.engineer_max_concurrent, settings.engineer_max_queued)
         token = settings.auth_token.get_secret_value() if settings.auth_token else None
@@ -204,7 +208,7 @@ class EngineerServicer(engineer_pb2_grpc.EngineerServicer):
     async def Evaluate(
         self, request: engineer_pb2.EvaluateRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[engineer_pb2.EvaluationEvent]:
-        if not EXPERIMENT_ID.match(request.experiment_id):
+        if not EXPERIMENT_ID.fullmatch(request.experiment_id):
             raise InvalidArgument("experiment_id must be 1-128 characters of [A-Za-z0-9_.:-]")
         source, class_name = _source(request.proposal.source, "proposal.source")
         budget = await self._budget(request.budget)

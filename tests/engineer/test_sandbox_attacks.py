@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from layers import layer
 
-from asiarch.engineer import cgroups
+from asiarch.engineer import cgroups, sandbox
 from asiarch.engineer.sandbox import SandboxLimits, SandboxResult, run_in_sandbox
 
 BUDGET = {"d_model": 32, "n_layers": 2, "n_heads": 2, "max_parameters": 10_000_000, "seed": 0}
@@ -235,22 +235,31 @@ def test_memory_is_bounded_across_all_the_sandbox_processes() -> None:
     assert report["resident"] <= 3, report
 
 
-def test_stale_cgroups_of_a_killed_engineer_are_removed(
+def test_what_a_killed_engineer_left_is_removed_at_the_next_start(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    # SIGKILLed by its candidate, the engineer once left its sandbox folder and pids cgroup behind.
     dead = os.fork()
     if dead == 0:
         os._exit(0)
     os.waitpid(dead, 0)
-    fake_root = tmp_path / "cgroup"
-    stale = fake_root / "pids" / f"{cgroups.PREFIX}{dead}-1"
-    ours = fake_root / "pids" / f"{cgroups.PREFIX}{os.getpid()}-1"
-    for folder in (stale, ours):
+    fake_cgroups, temp = tmp_path / "cgroup", tmp_path / "tmp"
+    stale = [
+        fake_cgroups / "pids" / f"{cgroups.PREFIX}{dead}-1",
+        temp / f"{sandbox.WORKDIR_PREFIX}{dead}-abc",
+    ]
+    ours = [
+        fake_cgroups / "pids" / f"{cgroups.PREFIX}{os.getpid()}-1",
+        temp / f"{sandbox.WORKDIR_PREFIX}{os.getpid()}-x",
+    ]
+    for folder in stale + ours:
         folder.mkdir(parents=True)
-    monkeypatch.setattr(cgroups, "ROOT", fake_root)
-    monkeypatch.setattr(cgroups, "_own_cgroup", lambda controller: fake_root / controller)
-    assert cgroups.remove_stale() == 1
-    assert not stale.exists() and ours.exists()
+    monkeypatch.setattr(cgroups, "ROOT", fake_cgroups)
+    monkeypatch.setattr(cgroups, "_own_cgroup", lambda controller: fake_cgroups / controller)
+    monkeypatch.setattr(sandbox.tempfile, "gettempdir", lambda: str(temp))
+    assert sandbox.remove_leftovers() == 2
+    assert not any(folder.exists() for folder in stale)
+    assert all(folder.exists() for folder in ours)
 
 
 @pytest.fixture
