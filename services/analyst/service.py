@@ -27,6 +27,7 @@ from asiarch.analyst.repository import ExperimentRepository
 from asiarch.analyst.store import open_database
 from asiarch.analyst.vectors import ANALYSES, COGNITION, MOTIVATIONS, Embedder, Hit, VectorIndex
 from asiarch.common.errors import InvalidArgument, NotFound, Unavailable
+from asiarch.common.fields import checked
 from asiarch.common.llm import LLMSettings, create_llm
 from asiarch.common.server import ServiceDefinition
 from asiarch.v1 import analyst_pb2, analyst_pb2_grpc, common_pb2
@@ -73,6 +74,7 @@ def _knowledge_hit(collection: int, hit: Hit) -> analyst_pb2.KnowledgeHit:
     )
 
 
+@checked(analyst_pb2.DESCRIPTOR.services_by_name["Analyst"])
 class AnalystServicer(analyst_pb2_grpc.AnalystServicer):
     def __init__(
         self,
@@ -121,11 +123,9 @@ class AnalystServicer(analyst_pb2_grpc.AnalystServicer):
     ) -> analyst_pb2.ListExperimentsResponse:
         if request.run_id:
             validation.check_id(request.run_id, "run_id")
-        for i, status in enumerate(request.statuses):
-            if status not in common_pb2.ExperimentStatus.values() or status == 0:
-                raise InvalidArgument(f"statuses[{i}] {status} is not an ExperimentStatus")
-        if request.sort not in analyst_pb2.ExperimentSort.values():
-            raise InvalidArgument(f"sort {request.sort} is not an ExperimentSort")
+        for i, status in enumerate(request.statuses):  # undefined values never get here (@checked)
+            if status == common_pb2.EXPERIMENT_STATUS_UNSPECIFIED:
+                raise InvalidArgument(f"statuses[{i}] EXPERIMENT_STATUS_UNSPECIFIED is not a status to list")
         experiments, token, total = await self.repository.page(
             request.run_id,
             list(request.statuses),

@@ -1,12 +1,13 @@
-"""Request rules: every bad input is INVALID_ARGUMENT with the field and the reason."""
+"""Request rules: every bad input is INVALID_ARGUMENT with the field and the reason.
+
+The rules every field of every request obeys (finite numbers, defined enum values) are checked before
+these, by `asiarch.common.fields` (the servicer is `@checked`); these are the analyst's own.
+"""
 
 from __future__ import annotations
 
 import math
 import re
-
-from google.protobuf.descriptor import FieldDescriptor
-from google.protobuf.message import Message
 
 from asiarch.common.errors import InvalidArgument
 from asiarch.v1 import analyst_pb2, common_pb2
@@ -28,32 +29,6 @@ def check_id(value: str, field: str) -> None:
         raise InvalidArgument(f"{field} {value[:140]!r} must be 1-128 characters of [A-Za-z0-9_.:-]")
 
 
-def non_finite(message: Message, path: str) -> str | None:
-    """The path of the first NaN or infinite float/double anywhere in the message, else None."""
-    for field, value in message.ListFields():
-        where = f"{path}.{field.name}"
-        if field.type in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
-            values = list(value) if field.is_repeated else [value]
-            for i, number in enumerate(values):
-                if not math.isfinite(number):
-                    return f"{where}[{i}]" if field.is_repeated else where
-        elif field.message_type is not None:
-            if field.message_type.GetOptions().map_entry:
-                entries = value.items()
-                for key, item in entries:
-                    if isinstance(item, float) and not math.isfinite(item):
-                        return f"{where}[{key!r}]"
-                    if isinstance(item, Message) and (found := non_finite(item, f"{where}[{key!r}]")):
-                        return found
-            elif field.is_repeated:
-                for i, item in enumerate(value):
-                    if found := non_finite(item, f"{where}[{i}]"):
-                        return found
-            elif found := non_finite(value, where):
-                return found
-    return None
-
-
 def check_experiment(experiment: common_pb2.Experiment, max_bytes: int) -> None:
     size = experiment.ByteSize()
     if size > max_bytes:
@@ -67,8 +42,6 @@ def check_experiment(experiment: common_pb2.Experiment, max_bytes: int) -> None:
         raise InvalidArgument("experiment.proposal is required")
     if not (experiment.name or experiment.proposal.name).strip():
         raise InvalidArgument("experiment.name (or experiment.proposal.name) is required")
-    if experiment.status not in common_pb2.ExperimentStatus.values():
-        raise InvalidArgument(f"experiment.status {experiment.status} is not an ExperimentStatus")
     seen: set[str] = set()
     for i, parent in enumerate(experiment.parent_ids):
         check_id(parent, f"experiment.parent_ids[{i}]")
@@ -77,8 +50,6 @@ def check_experiment(experiment: common_pb2.Experiment, max_bytes: int) -> None:
         if parent in seen:
             raise InvalidArgument(f"experiment.parent_ids[{i}] {parent!r} is listed twice")
         seen.add(parent)
-    if path := non_finite(experiment, "experiment"):
-        raise InvalidArgument(f"{path} is NaN or infinite; metrics must be finite numbers")
     metrics = experiment.evaluation.metrics
     if metrics.HasField("val_loss") and metrics.val_loss < 0:
         raise InvalidArgument(f"experiment.evaluation.metrics.val_loss must be >= 0, got {metrics.val_loss}")

@@ -7,6 +7,7 @@ record of the evaluation, so what was run is exactly what is reported.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from asiarch.common.devices import DEVICE_PATTERN, DEVICES
@@ -75,6 +76,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 DEFAULT_PRESET = "cpu"
 # Rung 2 trains longer on the same sizes (successive halving promotes the best).
 RUNG_STEP_FACTOR = {1: 1, 2: 4}
+# The longest evaluation a rung-1 budget may ask for (30 days; rung 2 scales it with its steps).
+MAX_WALL_CLOCK_SECONDS = 30 * 24 * 3600.0
 OVERRIDABLE = (
     "train_steps",
     "batch_size",
@@ -131,10 +134,15 @@ def _validate(budget: dict[str, Any]) -> None:
         raise BudgetError(
             f"budget.n_heads ({budget['n_heads']}) must divide budget.d_model ({budget['d_model']})"
         )
-    if not budget["learning_rate"] > 0:
-        raise BudgetError(f"budget.learning_rate must be > 0, got {budget['learning_rate']}")
-    if not budget["wall_clock_seconds"] > 0:
-        raise BudgetError(f"budget.wall_clock_seconds must be > 0, got {budget['wall_clock_seconds']}")
+    if not (math.isfinite(budget["learning_rate"]) and budget["learning_rate"] > 0):
+        raise BudgetError(f"budget.learning_rate must be > 0 and finite, got {budget['learning_rate']}")
+    # The sandbox turns the wall clock into a CPU-seconds rlimit, a C integer: bound it in the budget.
+    longest = MAX_WALL_CLOCK_SECONDS * RUNG_STEP_FACTOR[budget["rung"]]
+    if not 0 < budget["wall_clock_seconds"] <= longest:
+        raise BudgetError(
+            f"budget.wall_clock_seconds must be > 0 and at most {longest:g} at rung {budget['rung']}, "
+            f"got {budget['wall_clock_seconds']}"
+        )
     device = budget["device"]
     if DEVICE_PATTERN.fullmatch(device) is None:
         raise BudgetError(f"budget.device must be {DEVICES}, got {device!r}")
