@@ -1,9 +1,11 @@
-"""Channels to other services, with request-id, auth and deadline propagation.
+"""Channels to other services, with TLS, request-id, auth and deadline propagation.
 
-A handler that calls another service should use `open_channel`: each outgoing
-call then carries the incoming request id, the bearer token, and a timeout no
+Every client in the project opens its channels with `open_channel` (handlers
+calling another service, the orchestrator, health checks): each outgoing call
+then carries the incoming request id, the bearer token, and a timeout no
 longer than what is left of the incoming call's deadline (minus a margin for
-the work that follows the downstream call).
+the work that follows the downstream call), and the channel speaks TLS, with a
+client certificate for mTLS, as ASIARCH_TLS_* say (`channel_credentials`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 import grpc
 
+from asiarch.common.config import TLSSettings, load_settings
 from asiarch.common.context import (
     AUTHORIZATION_HEADER,
     REQUEST_ID_HEADER,
@@ -112,14 +115,31 @@ def channel_options(max_message_mb: float = 16) -> list[tuple[str, int | str]]:
     ]
 
 
+def channel_credentials(tls: TLSSettings | None = None) -> grpc.ChannelCredentials | None:
+    """TLS credentials for outgoing calls (None: plaintext); `tls` defaults to ASIARCH_TLS_*.
+
+    TLS is on when a CA or a certificate is given: the CA (else the system's roots) verifies
+    the server, whose certificate must name the host of the address; the certificate and key
+    are presented when the server asks for one (mTLS). The files are read on every call, so a
+    renewed certificate is used by the next channel; a missing one raises ConfigError.
+    """
+    files = (tls or load_settings(TLSSettings)).read()
+    if files is None:
+        return None
+    return grpc.ssl_channel_credentials(
+        root_certificates=files.ca, private_key=files.key, certificate_chain=files.cert
+    )
+
+
 def open_channel(
     address: str,
     *,
     auth_token: str | None = None,
     max_message_mb: float = 16,
     deadline_margin: float = DEFAULT_DEADLINE_MARGIN,
+    tls: TLSSettings | None = None,
 ) -> grpc.aio.Channel:
-    """An insecure aio channel that propagates context.
+    """An aio channel that propagates context, over TLS when ASIARCH_TLS_* (or `tls`) ask for it.
 
     `address` is "host:port" or any gRPC target; calls are spread round-robin
     over every server the target resolves to.
@@ -127,6 +147,8 @@ def open_channel(
     interceptors = [
         cls(auth_token, deadline_margin) for cls in (_UnaryUnary, _UnaryStream, _StreamUnary, _StreamStream)
     ]
-    return grpc.aio.insecure_channel(
-        address, options=channel_options(max_message_mb), interceptors=interceptors
-    )
+    options = channel_options(max_message_mb)
+    credentials = channel_credentials(tls)
+    if credentials is None:
+        return grpc.aio.insecure_channel(address, options=options, interceptors=interceptors)
+    return grpc.aio.secure_channel(address, credentials, options=options, interceptors=interceptors)

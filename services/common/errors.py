@@ -1,13 +1,36 @@
 """Errors a service raises on purpose, each carrying its gRPC status code.
 
 Handlers raise these; the server interceptor turns them into the status with
-the message as details. Anything else that escapes a handler becomes INTERNAL
-with a generic message, so tracebacks never reach clients.
+the message as details, cut by `status_details` to at most MAX_DETAILS_CHARS
+characters, so a message that quotes a huge value still reaches the client
+(the details travel in a trailer that gRPC caps at a few KiB). Anything else
+that escapes a handler becomes INTERNAL with a generic message, so tracebacks
+never reach clients.
 """
 
 from __future__ import annotations
 
 import grpc
+
+# Percent-encoded in the grpc-message trailer a character may take 12 bytes (4 UTF-8
+# bytes, each %XX); 512 of them stay within gRPC's default 8 KiB of metadata.
+MAX_DETAILS_CHARS = 512
+_OMITTED = " … [{n} characters omitted] … "
+
+
+def status_details(message: str, limit: int = MAX_DETAILS_CHARS) -> str:
+    """The message as status details: whole when short, else its start and end around a marker.
+
+    The start names the field and the end often lists the valid values, so both are kept and
+    the middle, where a quoted value sits, goes.
+    """
+    if len(message) <= limit:
+        return message
+    marker = _OMITTED.format(n=len(message))
+    keep = limit - len(marker)
+    head, tail = keep * 2 // 3, keep - keep * 2 // 3
+    marker = _OMITTED.format(n=len(message) - head - tail)
+    return message[:head] + marker + message[len(message) - tail :]
 
 
 class ServiceError(Exception):

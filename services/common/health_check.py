@@ -1,48 +1,55 @@
 """`asiarch health`: ask services' gRPC health service whether they are SERVING.
 
-Containers use it as their health check and Kubernetes jobs as an init step
-that waits for their dependencies, so an image needs no extra probe binary.
+Containers use it as their health check (and, with TLS on, Kubernetes as its
+exec probe: the kubelet's own gRPC probe cannot speak TLS), and Kubernetes jobs
+as an init step that waits for their dependencies, so an image needs no extra
+probe binary. It connects through `open_channel`, so ASIARCH_TLS_* apply.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 import time
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from asiarch.common.client import open_channel
+
 SERVING = "SERVING"
 
 
-def check(address: str, service: str = "", timeout: float = 3.0) -> str:
+async def check(address: str, service: str = "", rpc_timeout: float = 3.0) -> str:
     """The status name the service at `address` reports, or why it could not be asked."""
     try:
-        with grpc.insecure_channel(address) as channel:
-            response = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=service), timeout=timeout
+        async with open_channel(address) as channel:
+            response = await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=rpc_timeout
             )
-    except grpc.RpcError as exc:
-        return f"{exc.code().name}: {exc.details()}"  # type: ignore[attr-defined]
+    except grpc.aio.AioRpcError as exc:
+        return f"{exc.code().name}: {exc.details()}"
     return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
 
 
-def wait_until_serving(
-    addresses: list[str], service: str = "", wait: float = 0.0, timeout: float = 3.0, poll: float = 1.0
+async def wait_until_serving(
+    addresses: list[str], service: str = "", wait: float = 0.0, rpc_timeout: float = 3.0, poll: float = 1.0
 ) -> dict[str, str]:
     """Each address's last status, polling until all are SERVING or `wait` seconds have passed."""
     deadline = time.monotonic() + wait
     statuses: dict[str, str] = {}
     while True:
-        statuses.update({a: check(a, service, timeout) for a in addresses if statuses.get(a) != SERVING})
+        asking = [a for a in addresses if statuses.get(a) != SERVING]
+        answers = await asyncio.gather(*(check(a, service, rpc_timeout) for a in asking))
+        statuses.update(zip(asking, answers, strict=True))
         if all(status == SERVING for status in statuses.values()) or time.monotonic() >= deadline:
-            return statuses
-        time.sleep(min(poll, max(0.0, deadline - time.monotonic())))
+            return {a: statuses[a] for a in addresses}
+        await asyncio.sleep(min(poll, max(0.0, deadline - time.monotonic())))
 
 
 def _run(args: argparse.Namespace) -> int:
-    statuses = wait_until_serving(args.addresses, args.service, args.wait, args.timeout)
+    statuses = asyncio.run(wait_until_serving(args.addresses, args.service, args.wait, args.timeout))
     for address, status in statuses.items():
         print(f"{address}\t{status}", file=sys.stdout if status == SERVING else sys.stderr)
     return 0 if all(status == SERVING for status in statuses.values()) else 1

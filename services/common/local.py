@@ -27,6 +27,7 @@ from typing import BinaryIO
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from asiarch.common.client import open_channel
 from asiarch.common.errors import Unavailable
 
 START_TIMEOUT = 120.0
@@ -44,7 +45,7 @@ def python_command(*args: str, isolated: bool = False) -> list[str]:
 async def wait_serving(address: str, within: float = START_TIMEOUT) -> None:
     """Poll grpc.health.v1 until the server says SERVING."""
     deadline = asyncio.get_running_loop().time() + within
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with open_channel(address) as channel:  # ASIARCH_TLS_* apply: the child inherits them
         stub = health_pb2_grpc.HealthStub(channel)
         while True:
             with contextlib.suppress(grpc.aio.AioRpcError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -51,6 +52,10 @@ class ProbeSelector(selector_pb2_grpc.SelectorServicer):
             await context.abort(grpc.StatusCode.NOT_FOUND, "no such thing")
         if action == "sleep":
             await asyncio.sleep(float(arg))
+        if action == "busy":  # holds the event loop, as CPU-heavy work in a handler does
+            time.sleep(float(arg))  # noqa: ASYNC251 - blocking is the point
+        if action == "echo":  # quotes the value back, however long, as a validation message may
+            raise InvalidArgument(f"strategy: unknown {arg!r}; valid strategies: ok, sleep, busy, echo")
         if action == "forward":
             async with open_channel(self.downstream or "") as channel:
                 stub = selector_pb2_grpc.SelectorStub(channel)
@@ -83,6 +88,30 @@ def definition(servicer: ProbeSelector) -> ServiceDefinition:
         yield ["asiarch.v1.Selector", "asiarch.v1.Engineer"]
 
     return ServiceDefinition(name="probe", default_port=0, lifespan=lifespan)
+
+
+@asynccontextmanager
+async def running(
+    tmp_path: Path, servicer: ProbeSelector | None = None, **settings: object
+) -> AsyncIterator[str]:
+    """Serve a ProbeSelector in this process on a free port while the block runs; yield its address."""
+    stop = asyncio.Event()
+    port_file = tmp_path / f"probe-{id(stop)}.port"
+    config = ServerSettings(port=0, **settings)  # type: ignore[arg-type]
+    task = asyncio.create_task(
+        serve(definition(servicer or ProbeSelector()), config, port_file=port_file, stop=stop)
+    )
+    for _ in range(400):
+        if port_file.exists() or task.done():
+            break
+        await asyncio.sleep(0.025)
+    if task.done():
+        task.result()
+    try:
+        yield f"127.0.0.1:{int(port_file.read_text())}"
+    finally:
+        stop.set()
+        await task
 
 
 def main() -> None:

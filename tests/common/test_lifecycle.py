@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import signal
 import sys
 import threading
@@ -86,3 +88,66 @@ def test_new_calls_are_refused_after_shutdown(service_factory: Callable[..., Run
     with pytest.raises(grpc.RpcError) as caught:
         health_status(address, timeout=1)
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def outcomes(stub: selector_pb2_grpc.SelectorStub, strategies: list[str]) -> list[str]:
+    """Each call's final status name: OK or the code it failed with."""
+
+    async def one(strategy: str) -> str:
+        try:
+            await stub.SelectParents(selector_pb2.SelectParentsRequest(strategy=strategy), timeout=60)
+        except grpc.aio.AioRpcError as exc:
+            return exc.code().name
+        return "OK"
+
+    return await asyncio.gather(*(one(s) for s in strategies))
+
+
+async def test_sigterm_under_load_cancels_no_call_that_can_finish_within_the_grace(
+    service_factory: Callable[..., RunningService],
+) -> None:
+    # 32 calls in flight: 8 waiting on I/O, begun before the signal, and 24 that each hold the event
+    # loop for 0.1 s, most still queued inside gRPC when SIGTERM comes (what a CPU-heavy selection
+    # strategy does). 2.4 s of work, well within the grace: none may be CANCELLED, which clients do
+    # not retry; what the server no longer takes must be UNAVAILABLE, which they do.
+    service = service_factory("probe", command=PROBE, env={"ASIARCH_SHUTDOWN_GRACE_SECONDS": "30"})
+    channels = [grpc.aio.insecure_channel(service.address) for _ in range(4)]
+    stubs = [selector_pb2_grpc.SelectorStub(channel) for channel in channels]
+    try:
+        waiting = [asyncio.create_task(outcomes(stub, ["sleep:2"] * 2)) for stub in stubs]
+        for stub in stubs:  # a later call on each connection: the waiting ones have begun
+            assert await outcomes(stub, ["ok"]) == ["OK"]
+        busy = [asyncio.create_task(outcomes(stub, ["busy:0.1"] * 6)) for stub in stubs]
+        await asyncio.sleep(0.3)
+        service.process.send_signal(signal.SIGTERM)
+        late = []
+        for stub in stubs * 2:
+            await asyncio.sleep(0.02)
+            late.append(asyncio.create_task(outcomes(stub, ["ok"])))
+        waited = [o for task in waiting for o in await task]
+        held = [o for task in busy for o in await task]
+        after = [o for task in late for o in await task]
+    finally:
+        for channel in channels:
+            await channel.close()
+    assert service.process.wait(timeout=60) == 0
+    counts = collections.Counter(waited + held + after)
+    assert waited == ["OK"] * 8, counts
+    assert set(held) <= {"OK", "UNAVAILABLE"}, counts
+    assert set(after) <= {"OK", "UNAVAILABLE"}, counts
+
+
+def test_bytes_that_are_no_request_get_invalid_argument_and_one_access_log_line(
+    service_factory: Callable[..., RunningService],
+) -> None:
+    service = service_factory("probe", command=PROBE)
+    garbage = service.channel().unary_unary("/asiarch.v1.Selector/SelectParents")
+    with pytest.raises(grpc.RpcError) as caught:
+        garbage(b"\xff\xff\xff\xff", metadata=(("x-request-id", "garbage-1"),), timeout=10)
+    assert service.stop() == 0
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    lines = [r for r in service.log_records() if r.get("request_id") == "garbage-1"]
+    assert [(r["event"], r["status"], r["method"]) for r in lines] == [
+        ("rpc", "INVALID_ARGUMENT", "/asiarch.v1.Selector/SelectParents")
+    ]
+    assert "Traceback" not in service.log_path.read_text()

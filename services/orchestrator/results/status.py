@@ -88,7 +88,9 @@ async def _serving(address: str) -> bool:
     """Whether the gRPC health check at `address` answers SERVING within HEALTH_TIMEOUT."""
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    async with grpc.aio.insecure_channel(address) as channel:
+    from asiarch.common.client import open_channel
+
+    async with open_channel(address) as channel:
         try:
             reply = await health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(), timeout=HEALTH_TIMEOUT
