@@ -24,6 +24,17 @@ OBJECTIVES: tuple[str, ...] = ("loss", "benchmarks", "throughput", "parameters")
 # researcher's prompt.
 MAX_REFERENCES = 50
 
+# Bounds on the work of one call (issue 16), so that the worst request allowed answers within a
+# few seconds on a small machine (tests/selector/time_selection.py). A Pareto front costs n^2 bits
+# of time and memory, so candidates are capped well above any run's population (ASI-Arch's whole
+# search: 1,773 experiments). Each distinct benchmark name is an objective of lexicase and pareto
+# (the engineer reports three per budget). lexicase filters the whole population once per parent.
+# A request over a bound is refused with INVALID_ARGUMENT, not RESOURCE_EXHAUSTED: it would be
+# refused whenever it is sent, so the client must change it, not retry it.
+MAX_CANDIDATES = 10_000
+MAX_BENCHMARKS = 16
+MAX_PARENTS = 64
+
 
 @dataclass(frozen=True)
 class CandidateMetrics:
@@ -107,6 +118,21 @@ def _check_candidate(index: int, candidate: Candidate) -> None:
         )
 
 
+def check_candidate_count(count: int) -> None:
+    """Refuse a request with more candidates than one call may hold."""
+    if count > MAX_CANDIDATES:
+        raise InvalidArgument(f"candidates: at most {MAX_CANDIDATES} per call, got {count}")
+
+
+def _check_benchmark_names(candidates: Sequence[Candidate]) -> None:
+    names = {name for c in candidates for name in c.metrics.benchmarks}
+    if len(names) > MAX_BENCHMARKS:
+        raise InvalidArgument(
+            f"candidates: at most {MAX_BENCHMARKS} distinct metrics.benchmarks names per call "
+            f"(each is an objective), got {len(names)}"
+        )
+
+
 class Population:
     """A validated forest of candidates with the lookups the strategies need.
 
@@ -118,6 +144,7 @@ class Population:
         self._candidates: tuple[Candidate, ...] = tuple(candidates)
         if not self._candidates:
             raise InvalidArgument("candidates must not be empty")
+        check_candidate_count(len(self._candidates))
         self._index: dict[str, int] = {}
         for index, candidate in enumerate(self._candidates):
             _check_candidate(index, candidate)
@@ -127,6 +154,7 @@ class Population:
                     f"duplicate candidate id {candidate.id!r} at candidates[{first}] and candidates[{index}]"
                 )
             self._index[candidate.id] = index
+        _check_benchmark_names(self._candidates)
 
         self._parent: dict[str, str | None] = {}
         self._children: dict[str, list[Candidate]] = {c.id: [] for c in self._candidates}
@@ -145,6 +173,7 @@ class Population:
 
         self._ranked_all = self._rank(self._candidates)
         self._ranked = tuple(c for c in self._ranked_all if not c.reference_only)
+        self._rank_of = {c.id: rank for rank, c in enumerate(self._ranked_all)}
 
     def _check_acyclic(self) -> None:
         # Walk up from each candidate; a walk that meets its own path is a cycle.
@@ -239,6 +268,10 @@ class Population:
     def ranked_all(self) -> tuple[Candidate, ...]:
         """All candidates (reference_only included) by fitness, best first; ties keep input order."""
         return self._ranked_all
+
+    def rank(self, candidate_id: str) -> int:
+        """Position of the candidate in ranked_all() (0 = best)."""
+        return self._rank_of[candidate_id]
 
 
 def _check_finite(name: str, value: float | None) -> None:

@@ -2,7 +2,10 @@
 
 All selection logic lives in `strategies` and `population` (pure functions of
 their input); this module only converts between protobuf messages and those
-plain types, so the logic can be tested without gRPC.
+plain types, so the logic can be tested without gRPC. The conversion and the
+selection run on the `work.Worker` thread, never on the event loop, so a large
+request cannot stall health checks or other calls; a request with more
+candidates than `population.MAX_CANDIDATES` is refused before any work.
 """
 
 from __future__ import annotations
@@ -13,11 +16,17 @@ from contextlib import asynccontextmanager
 import grpc
 
 from asiarch.common.server import ServiceDefinition
-from asiarch.selector.population import Candidate, CandidateMetrics, Options
+from asiarch.common.threads import ThreadSettings, bound_threads
+from asiarch.selector.population import Candidate, CandidateMetrics, Options, check_candidate_count
 from asiarch.selector.strategies import NextAction, list_strategies, select_parents
+from asiarch.selector.work import Worker
 from asiarch.v1 import common_pb2, selector_pb2, selector_pb2_grpc
 
 DEFAULT_PORT = 50051
+# Calls that may wait for the selection thread; one more is refused with RESOURCE_EXHAUSTED.
+# The discovery loop makes one call per cycle, so a queue this long means an overload; a typical
+# call takes milliseconds, the largest allowed a few seconds.
+MAX_WAITING = 32
 
 _NEXT_ACTION = {
     NextAction.NONE: selector_pb2.NEXT_ACTION_UNSPECIFIED,
@@ -67,31 +76,40 @@ def options_from_proto(options: selector_pb2.SelectionOptions) -> Options:
     )
 
 
+def select(request: selector_pb2.SelectParentsRequest) -> selector_pb2.SelectParentsResponse:
+    """The answer to a SelectParents request (pure; InvalidArgument for bad input)."""
+    selection = select_parents(
+        request.strategy,
+        [candidate_from_proto(c) for c in request.candidates],
+        k=request.k,
+        seed=request.seed,
+        options=options_from_proto(request.options),
+    )
+    return selector_pb2.SelectParentsResponse(
+        strategy=selection.strategy,
+        selections=[
+            selector_pb2.ParentSelection(
+                parent_id=choice.parent_id,
+                reference_ids=choice.reference_ids,
+                score=choice.score,
+                reason=choice.reason,
+            )
+            for choice in selection.choices
+        ],
+        next_action=_NEXT_ACTION[selection.next_action],
+        next_action_reason=selection.next_action_reason,
+    )
+
+
 class SelectorServicer(selector_pb2_grpc.SelectorServicer):
+    def __init__(self, worker: Worker) -> None:
+        self._worker = worker
+
     async def SelectParents(
         self, request: selector_pb2.SelectParentsRequest, context: grpc.aio.ServicerContext
     ) -> selector_pb2.SelectParentsResponse:
-        selection = select_parents(
-            request.strategy,
-            [candidate_from_proto(c) for c in request.candidates],
-            k=request.k,
-            seed=request.seed,
-            options=options_from_proto(request.options),
-        )
-        return selector_pb2.SelectParentsResponse(
-            strategy=selection.strategy,
-            selections=[
-                selector_pb2.ParentSelection(
-                    parent_id=choice.parent_id,
-                    reference_ids=choice.reference_ids,
-                    score=choice.score,
-                    reason=choice.reason,
-                )
-                for choice in selection.choices
-            ],
-            next_action=_NEXT_ACTION[selection.next_action],
-            next_action_reason=selection.next_action_reason,
-        )
+        check_candidate_count(len(request.candidates))  # before any work is queued
+        return await self._worker.run(lambda: select(request), context.time_remaining())
 
     async def ListStrategies(
         self, request: selector_pb2.ListStrategiesRequest, context: grpc.aio.ServicerContext
@@ -108,8 +126,13 @@ class SelectorServicer(selector_pb2_grpc.SelectorServicer):
 
 @asynccontextmanager
 async def lifespan(server: grpc.aio.Server, settings: object) -> AsyncIterator[Sequence[str]]:
-    selector_pb2_grpc.add_SelectorServicer_to_server(SelectorServicer(), server)
-    yield [selector_pb2.DESCRIPTOR.services_by_name["Selector"].full_name]
+    bound_threads()
+    worker = Worker(MAX_WAITING)
+    selector_pb2_grpc.add_SelectorServicer_to_server(SelectorServicer(worker), server)
+    try:
+        yield [selector_pb2.DESCRIPTOR.services_by_name["Selector"].full_name]
+    finally:
+        worker.close()
 
 
 SERVICE = ServiceDefinition(
@@ -117,4 +140,5 @@ SERVICE = ServiceDefinition(
     default_port=DEFAULT_PORT,
     lifespan=lifespan,
     summary="parent selection strategies (stateless)",
+    extra_settings=(ThreadSettings,),
 )

@@ -7,11 +7,13 @@ import random
 from collections import Counter
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from asiarch.common.errors import InvalidArgument
 from asiarch.selector.population import Candidate, CandidateMetrics, Options, Population
 from asiarch.selector.strategies import select_parents
-from asiarch.selector.strategies._objectives import build_objectives, dominates, non_dominated
+from asiarch.selector.strategies._objectives import build_objectives, dominates, non_dominated, pareto_fronts
 
 
 def cand(cid: str, metrics: CandidateMetrics, reference_only: bool = False) -> Candidate:
@@ -199,3 +201,22 @@ def test_fast_front_matches_brute_force() -> None:
             c for c in pop if not any(dominates(objectives.vector(o), objectives.vector(c)) for o in pop)
         ]
         assert non_dominated(pop, objectives) == brute
+
+
+def peeled_by_definition(vectors: list[tuple[float, ...]]) -> list[list[int]]:
+    """Fronts straight from the definition: what no remaining vector dominates, removed in turn."""
+    fronts, remaining = [], list(range(len(vectors)))
+    while remaining:
+        front = [i for i in remaining if not any(dominates(vectors[j], vectors[i]) for j in remaining)]
+        fronts.append(front)
+        remaining = [i for i in remaining if i not in front]
+    return fronts
+
+
+# Few distinct values, so ties, equal vectors and missing (-inf) values are common.
+VALUES = st.sampled_from([-math.inf, -1.0, 0.0, 1.0, 2.5])
+
+
+@given(st.integers(1, 5).flatmap(lambda d: st.lists(st.tuples(*[VALUES] * d), max_size=40)))
+def test_every_front_matches_the_definition(vectors: list[tuple[float, ...]]) -> None:
+    assert list(pareto_fronts(vectors)) == peeled_by_definition(vectors)

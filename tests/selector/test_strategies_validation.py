@@ -7,7 +7,14 @@ import math
 import pytest
 
 from asiarch.common.errors import InvalidArgument
-from asiarch.selector.population import Candidate, CandidateMetrics, Options
+from asiarch.selector.population import (
+    MAX_BENCHMARKS,
+    MAX_CANDIDATES,
+    MAX_PARENTS,
+    Candidate,
+    CandidateMetrics,
+    Options,
+)
 from asiarch.selector.strategies import select_parents
 
 
@@ -101,3 +108,21 @@ def test_parents_must_exist_and_differ_from_the_child() -> None:
     )
     assert message_of("hgm", [cand("a", parent="a")]) == "candidates[0] (id 'a'): parent_id 'a' is its own id"
     assert message_of("hgm", [cand("")]) == "candidates[0]: id must not be empty"
+
+
+def test_the_work_of_one_call_is_bounded() -> None:
+    many = [cand(f"c{i}", metrics=CandidateMetrics(val_loss=1.0)) for i in range(MAX_CANDIDATES + 1)]
+    assert message_of("uct", many) == (
+        f"candidates: at most {MAX_CANDIDATES} per call, got {MAX_CANDIDATES + 1}"
+    )
+    assert message_of("uct", many[: MAX_PARENTS + 1], k=MAX_PARENTS + 1) == (
+        f"k must be at most {MAX_PARENTS} (parents per call), got {MAX_PARENTS + 1}"
+    )
+    names = [
+        cand(f"c{i}", metrics=CandidateMetrics(benchmarks={f"b{i}": 0.5})) for i in range(MAX_BENCHMARKS + 1)
+    ]
+    assert message_of("pareto", names) == (
+        f"candidates: at most {MAX_BENCHMARKS} distinct metrics.benchmarks names per call "
+        f"(each is an objective), got {MAX_BENCHMARKS + 1}"
+    )
+    select_parents("uct", many[:MAX_CANDIDATES], MAX_PARENTS, 0, Options())  # at the bounds: accepted

@@ -13,10 +13,11 @@ import random
 from collections.abc import Sequence
 
 from asiarch.common.errors import InvalidArgument
-from asiarch.selector.population import Candidate, Options, Population, validate_options
+from asiarch.selector.population import MAX_PARENTS, Candidate, Options, Population, validate_options
 from asiarch.selector.strategies import asi_arch, hgm, lexicase, pareto, uct
 from asiarch.selector.strategies._references import pick_references
 from asiarch.selector.strategies._types import Choice, NextAction, Selection, Strategy, StrategyInfo
+from asiarch.selector.work import checkpoint
 
 __all__ = [
     "Choice",
@@ -53,10 +54,13 @@ def select_parents(
             f"unknown strategy {strategy!r}; valid strategies: {', '.join(sorted(_STRATEGIES))}"
         )
     population = Population(candidates)
+    checkpoint()  # validating thousands of candidates takes a while; stop here if the call has ended
     validate_options(options)
     eligible = len(population.eligible())
     if eligible == 0:
         raise InvalidArgument(f"no candidate can be a parent: all {len(population)} are reference_only")
+    if k > MAX_PARENTS:
+        raise InvalidArgument(f"k must be at most {MAX_PARENTS} (parents per call), got {k}")
     if not 1 <= k <= eligible:
         raise InvalidArgument(
             f"k must be between 1 and {eligible} (the candidates that are not reference_only), got {k}"

@@ -8,12 +8,14 @@ win on that objective, but it must still be comparable to the others.
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from asiarch.common.errors import InvalidArgument
 from asiarch.selector.population import OBJECTIVES, Candidate, CandidateMetrics, Population
+from asiarch.selector.work import checkpoint
 
 WORST = -math.inf
 
@@ -68,18 +70,17 @@ def build_objectives(population: Population, requested: Sequence[str], strategy:
     nothing to select on, which is the caller's mistake.
     """
     eligible = population.eligible()
-    kept: list[tuple[str, _Extractor]] = []
-    for name, extract in _extractors(requested, population):
-        if any(extract(c.metrics) != WORST for c in eligible):
-            kept.append((name, extract))
+    extractors = _extractors(requested, population)
+    rows = [tuple(extract(c.metrics) for _, extract in extractors) for c in eligible]
+    kept = [j for j in range(len(extractors)) if any(row[j] != WORST for row in rows)]
     if not kept:
         asked = ", ".join(dict.fromkeys(requested or OBJECTIVES))
         raise InvalidArgument(
             f"{strategy} has nothing to compare: no candidate that is not reference_only "
             f"reports any of the objectives ({asked})"
         )
-    vectors = {c.id: tuple(extract(c.metrics) for _, extract in kept) for c in eligible}
-    return Objectives(names=tuple(name for name, _ in kept), vectors=vectors)
+    vectors = {c.id: tuple(row[j] for j in kept) for c, row in zip(eligible, rows, strict=True)}
+    return Objectives(names=tuple(extractors[j][0] for j in kept), vectors=vectors)
 
 
 def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
@@ -93,19 +94,51 @@ def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
     return better
 
 
-def non_dominated(candidates: Sequence[Candidate], objectives: Objectives) -> list[Candidate]:
-    """The candidates no other candidate in the sequence dominates, in their given order.
+def pareto_fronts(vectors: Sequence[Sequence[float]]) -> Iterator[list[int]]:
+    """The successive Pareto fronts of the vectors, lazily: positions in ascending order, front 1 first.
 
-    Visiting candidates in descending lexicographic order of their vectors
-    means a dominator is always visited first, and whatever dominates a
-    non-front candidate is itself dominated by (or is) a front member, so each
-    candidate needs comparing with the front found so far only: O(n * front)
-    instead of O(n^2), which matters for populations of thousands.
+    Front 1 is every vector no other dominates; front 2 is what front 1 alone dominated; and so on.
+    Dominance is counted with bitsets, one Python int per vector whose bit j says "vector j is at
+    least as good on every objective": for one objective the vectors at least as good as a given
+    one are a prefix of that objective's descending order, so d sorts and n * d big-integer ANDs
+    replace the n^2 * d comparisons of a pairwise check. The bit work is still quadratic, but done
+    64 bits to a machine word in C: 8,000 mutually non-dominated candidates take tens of
+    milliseconds instead of 20 s (issue 16). Memory is n^2 bits (8 MB at 8,000 candidates), which
+    the cap on candidates per call bounds. Equal vectors never dominate each other, so each
+    vector's class of equals is taken out of its set. Between objectives and fronts it calls
+    `checkpoint()`, so a call whose client has gone stops here.
     """
-    order = sorted(range(len(candidates)), key=lambda i: objectives.vector(candidates[i]), reverse=True)
-    front: list[int] = []
-    for i in order:
-        vector = objectives.vector(candidates[i])
-        if not any(dominates(objectives.vector(candidates[j]), vector) for j in front):
-            front.append(i)
-    return [candidates[i] for i in sorted(front)]
+    count = len(vectors)
+    at_least = [(1 << count) - 1] * count
+    for objective in range(len(vectors[0]) if count else 0):
+        checkpoint()
+        order = sorted(range(count), key=lambda i: vectors[i][objective], reverse=True)
+        prefix = 0
+        for _, group in itertools.groupby(order, key=lambda i: vectors[i][objective]):
+            tied = list(group)
+            for i in tied:
+                prefix |= 1 << i
+            for i in tied:
+                at_least[i] &= prefix
+    equals: dict[tuple[float, ...], int] = {}
+    for i, vector in enumerate(vectors):
+        equals[tuple(vector)] = equals.get(tuple(vector), 0) | 1 << i
+    dominators = [mask & ~equals[tuple(vector)] for mask, vector in zip(at_least, vectors, strict=True)]
+    left = list(range(count))
+    remaining = (1 << count) - 1
+    while left:
+        checkpoint()
+        front = [i for i in left if not (dominators[i] & remaining)]
+        yield front
+        for i in front:
+            remaining &= ~(1 << i)
+        peeled = set(front)
+        left = [i for i in left if i not in peeled]
+
+
+def non_dominated(candidates: Sequence[Candidate], objectives: Objectives) -> list[Candidate]:
+    """The candidates no other candidate in the sequence dominates, in their given order."""
+    if not candidates:
+        return []
+    first = next(pareto_fronts([objectives.vector(c) for c in candidates]))
+    return [candidates[i] for i in first]

@@ -9,6 +9,7 @@ the context the researcher sees does not depend on how the parent was chosen.
 
 from __future__ import annotations
 
+import itertools
 import random
 
 from asiarch.selector.population import (
@@ -39,12 +40,11 @@ def pick_references(
         return ()
     parent_pool = options.parent_pool if options.parent_pool is not None else DEFAULT_PARENT_POOL
     end = options.reference_pool_end if options.reference_pool_end is not None else DEFAULT_REFERENCE_POOL_END
-    ranked = [c for c in population.ranked_all() if c.id != parent_id]
-    rank_of = {c.id: rank for rank, c in enumerate(population.ranked_all())}
     # Ranks are 1-based: ranks parent_pool+1..end are positions parent_pool..end-1.
     window = [c for c in population.ranked_all()[parent_pool:end] if c.id != parent_id]
     chosen = rng.sample(window, min(count, len(window)))
     if len(chosen) < count:
-        taken = {c.id for c in chosen}
-        chosen.extend([c for c in ranked if c.id not in taken][: count - len(chosen)])
-    return tuple(c.id for c in sorted(chosen, key=lambda c: rank_of[c.id]))
+        taken = {c.id for c in chosen} | {parent_id}
+        fill = (c for c in population.ranked_all() if c.id not in taken)
+        chosen.extend(itertools.islice(fill, count - len(chosen)))
+    return tuple(c.id for c in sorted(chosen, key=lambda c: population.rank(c.id)))

@@ -32,6 +32,7 @@ import statistics
 from asiarch.selector.population import Candidate, Options, Population
 from asiarch.selector.strategies._objectives import WORST, Objectives, build_objectives, non_dominated
 from asiarch.selector.strategies._types import Outcome, Pick, Strategy, StrategyInfo
+from asiarch.selector.work import checkpoint
 
 
 def median_absolute_deviation(values: list[float]) -> float:
@@ -76,6 +77,7 @@ def select(population: Population, k: int, rng: random.Random, options: Options)
     pool = list(population.eligible())
     picks: list[Pick] = []
     for _ in range(k):
+        checkpoint()
         pick = _pick_one(pool, objectives, rng, options.lexicase_epsilon)
         picks.append(pick)
         pool = [c for c in pool if c.id != pick.candidate.id]

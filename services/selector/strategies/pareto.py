@@ -20,21 +20,18 @@ from __future__ import annotations
 import random
 
 from asiarch.selector.population import Options, Population
-from asiarch.selector.strategies._objectives import build_objectives, non_dominated
+from asiarch.selector.strategies._objectives import build_objectives, pareto_fronts
 from asiarch.selector.strategies._types import Outcome, Pick, Strategy, StrategyInfo
 
 
 def select(population: Population, k: int, rng: random.Random, options: Options) -> Outcome:
     objectives = build_objectives(population, options.objectives, "pareto")
-    remaining = list(population.eligible())
+    eligible = population.eligible()
     picks: list[Pick] = []
-    front_index = 0
     # Fronts are peeled lazily: only as many as k needs, usually one.
-    while len(picks) < k:
-        front_index += 1
-        front = non_dominated(remaining, objectives)
-        front_ids = {c.id for c in front}
-        remaining = [c for c in remaining if c.id not in front_ids]
+    fronts = pareto_fronts([objectives.vector(c) for c in eligible])
+    for front_index, positions in enumerate(fronts, start=1):
+        front = [eligible[i] for i in positions]
         taken = rng.sample(front, min(k - len(picks), len(front)))
         for candidate in taken:
             reason = (
@@ -42,6 +39,8 @@ def select(population: Population, k: int, rng: random.Random, options: Options)
                 f"{', '.join(objectives.names)}"
             )
             picks.append(Pick(candidate=candidate, score=float(front_index), reason=reason))
+        if len(picks) == k:
+            break
     return Outcome(picks=tuple(picks))
 
 
