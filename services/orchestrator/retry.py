@@ -4,6 +4,15 @@ UNAVAILABLE (a service restarting, a broken stream), RESOURCE_EXHAUSTED (an
 engineer with a full queue) and DEADLINE_EXCEEDED are retried with capped
 exponential backoff; anything else is the callee's verdict and is raised.
 Every call the loop retries is idempotent: ids are minted before the call.
+
+CANCELLED is retried only when the server dropped the call without a verdict.
+A grpc.aio server that shuts down cancels the calls it had accepted but not yet
+handed to a handler, and gRPC reports those with no message of its own (details
+"CANCELLED", seen with grpcio 1.85: issue 16's SIGTERM under load returned 28 of
+32 calls so); a handler that cancels on purpose says why, and that is raised.
+The client's own cancellation never arrives here: grpc.aio raises it as
+asyncio.CancelledError (the loop interrupted, a call cancelled, its channel
+closed), which is not caught, so stopping the loop stops its calls.
 """
 
 from __future__ import annotations
@@ -23,6 +32,16 @@ RETRYABLE = {
     grpc.StatusCode.RESOURCE_EXHAUSTED,
     grpc.StatusCode.DEADLINE_EXCEEDED,
 }
+# The details of a CANCELLED that carries no message but the code's own name.
+DROPPED_DETAILS = {"", "cancelled", "canceled"}
+
+
+def retryable(exc: grpc.aio.AioRpcError) -> bool:
+    """Whether a failed call may succeed if made again (see the module docstring)."""
+    if exc.code() in RETRYABLE:
+        return True
+    dropped = (exc.details() or "").strip().lower() in DROPPED_DETAILS
+    return exc.code() == grpc.StatusCode.CANCELLED and dropped
 
 
 async def retrying(
@@ -37,7 +56,7 @@ async def retrying(
         try:
             return await call()
         except grpc.aio.AioRpcError as exc:
-            if exc.code() not in RETRYABLE or attempt == attempts:
+            if not retryable(exc) or attempt == attempts:
                 raise
             wait = min(max_wait, first_wait * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
             log.warning(
