@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
 import grpc
 import pytest
 from certificates import OPENSSL, PKI, Pair, make_pki
 from probe_service import ProbeSelector, running
-from support import BIN
+from support import BIN, REPO
 
 from asiarch.common.client import open_channel
 from asiarch.common.config import ServerSettings, TLSSettings, load_settings
@@ -166,3 +167,38 @@ async def test_a_client_with_a_missing_ca_file_fails_naming_the_variable(
     monkeypatch.setenv("ASIARCH_TLS_CA", str(tmp_path / "absent-ca.crt"))
     with pytest.raises(ConfigError, match=r"ASIARCH_TLS_CA: cannot read .*absent-ca.crt"):
         open_channel("127.0.0.1:1")
+
+
+def documented_recipe() -> str:
+    """The shell block in docs/deploy.md that makes the deployment's certificates."""
+    text = (REPO / "docs" / "deploy.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.DOTALL)
+    [recipe] = [b for b in blocks if b.startswith("# mTLS certificates")]
+    return recipe
+
+
+async def test_the_certificates_docs_deploy_md_makes_work_for_mtls(tmp_path: Path) -> None:
+    process = await asyncio.create_subprocess_exec(
+        "bash", "-euc", documented_recipe(), cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    output, _ = await process.communicate()
+    assert process.returncode == 0, output.decode()
+    pki = tmp_path / "pki"
+    names = await asyncio.create_subprocess_exec(
+        str(OPENSSL), "x509", "-in", str(pki / "tls.crt"), "-noout",
+        "-ext", "subjectAltName,extendedKeyUsage",
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    extensions = (await names.communicate())[0].decode()
+    for name in ("DNS:selector", "DNS:engineer-pool", "DNS:analyst", "IP Address:127.0.0.1"):
+        assert name in extensions
+    assert "TLS Web Server Authentication, TLS Web Client Authentication" in extensions
+    shared = Pair(pki / "tls.crt", pki / "tls.key")
+    settings = {"tls_cert": shared.cert, "tls_key": shared.key, "tls_ca": pki / "ca.crt"}
+    async with running(tmp_path, **settings) as address:
+        assert await through(address, client(ca=pki / "ca.crt", pair=shared)) == "OK"
+        assert (
+            await through(address.replace("127.0.0.1", "localhost"), client(pki / "ca.crt", shared)) == "OK"
+        )
+        assert await through(address, client(ca=pki / "ca.crt")) == "UNAVAILABLE"

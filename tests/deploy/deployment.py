@@ -32,7 +32,7 @@ from pydantic_settings import BaseSettings
 from support import BIN, REPO
 
 from asiarch.common.cli import build_parser, load_service
-from asiarch.common.config import env_name, load_settings
+from asiarch.common.config import TLSSettings, env_name, load_settings
 from asiarch.common.errors import ConfigError
 from asiarch.orchestrator.config import OrchestratorSettings
 
@@ -71,7 +71,7 @@ def run_tool(*args: str | Path, timeout: float = 120) -> tuple[int, str]:
 
 def settings_types(component: str) -> list[type[BaseSettings]]:
     if component == ORCHESTRATOR:
-        return [OrchestratorSettings]
+        return [OrchestratorSettings, TLSSettings]  # its channels read ASIARCH_TLS_* (open_channel)
     definition = load_service(component)
     return [definition.settings_type, *definition.extra_settings]
 
@@ -137,6 +137,19 @@ def address_target(value: str) -> tuple[str, int] | None:
 
 
 ADDRESS_VARIABLES = {f"ASIARCH_{s.upper()}_ADDRESS": s for s in SERVICES}
+TLS_VARIABLES = tuple(env_name(TLSSettings, name) for name in TLSSettings.model_fields)
+
+
+def tls_file_problems(env: dict[str, str | None], mounts: list[str], where: str) -> list[str]:
+    """Each ASIARCH_TLS_* path must lie in a folder mounted into the container (the root is read-only
+    and holds no certificates): a typo in the path or the mount fails the start otherwise."""
+    problems = []
+    for variable in TLS_VARIABLES:
+        path = env.get(variable)
+        if path and not any(path.startswith(mount.rstrip("/") + "/") for mount in mounts):
+            folders = ", ".join(mounts) or "none"
+            problems.append(f"{where}: {variable}={path} is in no mounted folder ({folders})")
+    return problems
 
 
 # --- Dockerfiles ----------------------------------------------------------------------------
@@ -239,7 +252,9 @@ def read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
-def compose_config(path: Path, env_file: Path, profile: str) -> tuple[dict[str, Any], list[str]]:
+def compose_config(
+    path: Path, env_file: Path, profile: str, overrides: tuple[Path, ...] = ()
+) -> tuple[dict[str, Any], list[str]]:
     """What Docker Compose itself makes of a file: `docker compose config` (no engine needed).
 
     The real implementation interpolates, merges the YAML anchors, applies the profile and
@@ -247,7 +262,9 @@ def compose_config(path: Path, env_file: Path, profile: str) -> tuple[dict[str, 
     required variables without a value), so the drift checks read exactly what would run.
     """
     argv = [BIN / "docker-compose", "--project-directory", path.parent, "--env-file", env_file]
-    argv += ["-f", path, "config", "--format", "json"]
+    for file in (path, *overrides):
+        argv += ["-f", file]
+    argv += ["config", "--format", "json"]
     # Only the env file is interpolated (not this shell's ASIARCH_* variables), the profile
     # replaces the file's COMPOSE_PROFILES, and no engine is asked.
     env = {
@@ -309,6 +326,8 @@ def compose_problems(compose: dict[str, Any], known: dict[str, Image]) -> list[s
             continue
         env = _environment(service)
         problems += settings_problems(image.component, env, where)
+        targets = [v["target"] for v in service.get("volumes", []) if isinstance(v, dict) and "target" in v]
+        problems += tls_file_problems(env, targets, where)
         port = service_port(image.component, {**image.env, **env})
         if port is not None:
             test = " ".join(map(str, (service.get("healthcheck") or {}).get("test", [])))

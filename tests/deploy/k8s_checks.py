@@ -11,6 +11,7 @@ from deployment import (
     BIN,
     KUBERNETES_VERSION,
     SERVICES,
+    TLS_VARIABLES,
     Image,
     _address_problems,
     command_problems,
@@ -18,6 +19,7 @@ from deployment import (
     run_tool,
     service_port,
     settings_problems,
+    tls_file_problems,
 )
 
 WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob")
@@ -91,8 +93,24 @@ def _hardening_problems(pod: dict[str, Any], container: dict[str, Any], where: s
     return problems
 
 
+def _probe_problem(probe: dict[str, Any], port: int, tls: bool) -> str | None:
+    """Why a probe would not ask this server's health; None when it does.
+
+    The kubelet's gRPC probe speaks plaintext only: with ASIARCH_TLS_* set the probe must run
+    `asiarch health 127.0.0.1:PORT` in the container, which speaks TLS from the same variables.
+    """
+    if "grpc" in probe:
+        if probe["grpc"].get("port") != port:
+            return f"is not a gRPC probe on port {port}"
+        return "is a gRPC probe, which cannot speak TLS: use exec asiarch health" if tls else None
+    command = probe.get("exec", {}).get("command", [])
+    if command[:2] == ["asiarch", "health"] and f"127.0.0.1:{port}" in command[2:]:
+        return None
+    return f"neither a gRPC probe on port {port} nor `asiarch health 127.0.0.1:{port}`"
+
+
 def _port_problems(
-    container: dict[str, Any], port: int, selecting: list[dict[str, Any]], where: str
+    container: dict[str, Any], port: int, selecting: list[dict[str, Any]], where: str, tls: bool
 ) -> list[str]:
     problems = []
     named = {p.get("name"): p["containerPort"] for p in container.get("ports", [])}
@@ -102,8 +120,8 @@ def _port_problems(
         probe = container.get(kind)
         if probe is None and kind != "startupProbe":
             problems.append(f"{where}: no {kind}")
-        elif probe is not None and probe.get("grpc", {}).get("port") != port:
-            problems.append(f"{where}: {kind} is not a gRPC probe on port {port}: {probe}")
+        elif probe is not None and (problem := _probe_problem(probe, port, tls)) is not None:
+            problems.append(f"{where}: {kind} {problem}: {probe}")
     if not selecting:
         problems.append(f"{where}: no Service selects this pod")
     for service in selecting:
@@ -111,6 +129,17 @@ def _port_problems(
         if port not in targets:
             problems.append(f"{where}: Service {service['metadata']['name']} targets {targets}, not {port}")
     return problems
+
+
+def _mount_problems(pod: dict[str, Any], container: dict[str, Any], env: dict, where: str) -> list[str]:
+    volumes = {v["name"] for v in pod.get("volumes", [])}
+    mounts = container.get("volumeMounts", [])
+    problems = [
+        f"{where}: mounts the volume {m['name']!r}, which the pod does not have"
+        for m in mounts
+        if m["name"] not in volumes
+    ]
+    return problems + tls_file_problems(env, [m["mountPath"] for m in mounts], where)
 
 
 def k8s_problems(docs: list[dict[str, Any]], known: dict[str, Image]) -> list[str]:
@@ -135,6 +164,7 @@ def k8s_problems(docs: list[dict[str, Any]], known: dict[str, Image]) -> list[st
             env, env_problems = _env(container, configmaps, where)
             problems += env_problems + settings_problems(image.component, env, where)
             problems += _hardening_problems(spec, container, where)
+            problems += _mount_problems(spec, container, env, where)
             argv = container.get("command") or image.entrypoint
             args = container.get("args", [] if container.get("command") else image.cmd)
             problems += command_problems([*argv, *args], where)
@@ -142,7 +172,8 @@ def k8s_problems(docs: list[dict[str, Any]], known: dict[str, Image]) -> list[st
             if not is_init and image.component in SERVICES:
                 port = service_port(image.component, {**image.env, **env})
                 assert port is not None
-                problems += _port_problems(container, port, selecting, where)
+                tls = any(env.get(variable) for variable in TLS_VARIABLES)
+                problems += _port_problems(container, port, selecting, where, tls)
                 for service in selecting:
                     for p in service["spec"].get("ports", []):
                         answers.setdefault(service["metadata"]["name"], []).append(

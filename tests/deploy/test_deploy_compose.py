@@ -143,3 +143,41 @@ def test_drift_between_compose_and_the_code_is_caught(
     broken = _write(tmp_path, old, new)
     problems = [p for profile in PROFILES for p in compose_problems(_compose(profile, broken), images())]
     assert any(expected in problem for problem in problems), problems
+
+
+TLS_FILE = COMPOSE / "compose.tls.yaml"
+TLS_MOUNT = "/etc/asiarch/tls"
+
+
+def test_the_tls_override_is_valid_against_the_compose_specification() -> None:
+    assert compose_schema_problems(TLS_FILE) == []
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_the_tls_override_gives_every_asiarch_process_the_certificate(profile: str) -> None:
+    config, problems = compose_config(COMPOSE_FILE, ENV_EXAMPLE, profile, (TLS_FILE,))
+    assert problems == []
+    assert compose_problems(config, images()) == []
+    ours = {n: s for n, s in config["services"].items() if s["image"].startswith("ghcr.io/asiarch/")}
+    assert len(ours) == 5  # four services and the orchestrator
+    for name, service in ours.items():
+        env = service["environment"]
+        assert env["ASIARCH_TLS_CERT"] == f"{TLS_MOUNT}/tls.crt", name
+        assert env["ASIARCH_TLS_KEY"] == f"{TLS_MOUNT}/tls.key", name
+        assert env["ASIARCH_TLS_CA"] == f"{TLS_MOUNT}/ca.crt", name
+        assert "ASIARCH_LOG_LEVEL" in env, name  # merged into compose.yaml's, not replacing them
+        mount = next(v for v in service["volumes"] if v["target"] == TLS_MOUNT)
+        assert mount["read_only"] is True and mount["source"].endswith("/deploy/compose/tls"), name
+
+
+def test_a_tls_path_outside_the_mounted_folder_is_caught(tmp_path: Path) -> None:
+    broken = tmp_path / "compose.tls.yaml"
+    text = TLS_FILE.read_text()
+    assert "ASIARCH_TLS_KEY: /etc/asiarch/tls/tls.key" in text
+    broken.write_text(
+        text.replace("ASIARCH_TLS_KEY: /etc/asiarch/tls/tls.key", "ASIARCH_TLS_KEY: /etc/tls.key")
+    )
+    config, problems = compose_config(COMPOSE_FILE, ENV_EXAMPLE, "cpu", (broken,))
+    assert problems == []
+    found = compose_problems(config, images())
+    assert any("ASIARCH_TLS_KEY=/etc/tls.key is in no mounted folder" in p for p in found), found

@@ -144,3 +144,87 @@ def test_drift_between_the_manifests_and_the_code_is_caught(
     assert problems == []
     found = k8s_problems(documents(text), images())
     assert any(expected in problem for problem in found), found
+
+
+TLS_MOUNT = "/etc/asiarch/tls"
+
+
+def _asiarch_containers(rendered: str) -> list[tuple[str, dict, dict]]:
+    """(where, pod spec, container) of every container running one of our images."""
+    found = []
+    for doc in documents(rendered):
+        if doc["kind"] not in ("Deployment", "Job"):
+            continue
+        pod = doc["spec"]["template"]["spec"]
+        for container in [*pod.get("initContainers", []), *pod["containers"]]:
+            if container["image"].startswith("ghcr.io/asiarch/"):
+                found.append((f"{doc['kind']} {doc['metadata']['name']}/{container['name']}", pod, container))
+    return found
+
+
+def _tls_problems(rendered: str) -> list[str]:
+    problems = []
+    for where, pod, container in _asiarch_containers(rendered):
+        env = {e["name"]: e.get("value") for e in container.get("env", [])}
+        wanted = {
+            "ASIARCH_TLS_CERT": f"{TLS_MOUNT}/tls.crt",
+            "ASIARCH_TLS_KEY": f"{TLS_MOUNT}/tls.key",
+            "ASIARCH_TLS_CA": f"{TLS_MOUNT}/ca.crt",
+        }
+        if {k: env.get(k) for k in wanted} != wanted:
+            problems.append(f"{where}: TLS variables {[(k, env.get(k)) for k in wanted]}")
+        mount = next((m for m in container.get("volumeMounts", []) if m["mountPath"] == TLS_MOUNT), None)
+        volume = next((v for v in pod["volumes"] if mount and v["name"] == mount["name"]), {})
+        if volume.get("secret", {}).get("secretName") != "asiarch-tls" or not mount.get("readOnly"):
+            problems.append(f"{where}: {TLS_MOUNT} is not the asiarch-tls Secret, read-only")
+        probes = [container[k] for k in ("startupProbe", "readinessProbe", "livenessProbe") if k in container]
+        if any("grpc" in probe for probe in probes):
+            problems.append(f"{where}: a plaintext gRPC probe")
+    return problems
+
+
+def test_the_tls_overlay_gives_every_asiarch_container_the_certificate_and_probes_that_speak_tls(
+    rendered: dict[str, str],
+) -> None:
+    tls = rendered["overlays/tls"]
+    assert len(_asiarch_containers(tls)) == 6  # four services, the orchestrator and its wait step
+    assert _tls_problems(tls) == []
+    selector = _by_kind(tls, "Deployment")["selector"]["spec"]["template"]["spec"]["containers"][0]
+    assert selector["readinessProbe"]["exec"]["command"] == ["asiarch", "health", "127.0.0.1:50051"]
+    assert _tls_problems(rendered["overlays/cpu"])  # the check sees a deployment without TLS
+
+
+@pytest.mark.parametrize("overlay", ["gpu", "scaled-engineer"])
+def test_the_tls_component_applies_to_the_other_overlays(tmp_path: Path, overlay: str) -> None:
+    copy = tmp_path / "k8s"
+    shutil.copytree(K8S, copy)
+    mine = copy / "overlays" / f"{overlay}-tls"
+    mine.mkdir()
+    (mine / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+        f"resources: [../{overlay}]\ncomponents: [../../components/tls]\n"
+    )
+    text, problems = render(mine)
+    assert problems == []
+    assert _tls_problems(text) == []
+    assert k8s_problems(documents(text), images()) == []
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        # a probe left as the kubelet's plaintext gRPC probe on a TLS-only server
+        (
+            "          readinessProbe:\n            grpc: null\n",
+            "          readinessProbe:\n",
+            "cannot speak TLS",
+        ),
+        ("value: /etc/asiarch/tls/tls.key}", "value: /etc/asiarch/tsl/tls.key}", "is in no mounted folder"),
+    ],
+)
+def test_tls_drift_is_caught(tmp_path: Path, old: str, new: str, expected: str) -> None:
+    copy = _broken_copy(tmp_path, "components/tls/services.yaml", old, new)
+    text, problems = render(copy / "overlays" / "tls")
+    assert problems == []
+    found = k8s_problems(documents(text), images())
+    assert any(expected in problem for problem in found), found
