@@ -40,15 +40,18 @@ class Draft:
     operator: str
 
 
+def load_spec(text: str, field: str) -> ArchitectureSpec:
+    """The spec in a request field; InvalidArgument naming the field with the first problem."""
+    try:
+        return ArchitectureSpec.model_validate_json(text)
+    except ValidationError as exc:
+        raise InvalidArgument(f"{field} is not a valid spec: {exc.errors()[0]['msg']}") from None
+
+
 def parent_spec(parent: common_pb2.Experiment) -> tuple[ArchitectureSpec, str]:
     """The parent's spec, or the closest baseline when it was free-form code (and why)."""
     if parent.proposal.spec_json:
-        try:
-            return ArchitectureSpec.model_validate_json(parent.proposal.spec_json), "the parent's spec"
-        except ValidationError as exc:
-            raise InvalidArgument(
-                f"parent.proposal.spec_json is not a valid spec: {exc.errors()[0]['msg']}"
-            ) from None
+        return load_spec(parent.proposal.spec_json, "parent.proposal.spec_json"), "the parent's spec"
     baseline = BASELINES.get(parent.proposal.name.replace("-", "_"))
     if baseline is not None:
         return baseline, f"the {parent.proposal.name} baseline's spec"
@@ -137,9 +140,6 @@ def deterministic_repair(spec_json: str, error: str) -> tuple[str, str, str]:
             "no LLM is configured (ASIARCH_LLM_BACKEND) and the candidate has no DSL spec: "
             "free-form code can only be repaired by an LLM"
         )
-    try:
-        spec = ArchitectureSpec.model_validate_json(spec_json)
-    except ValidationError as exc:
-        raise InvalidArgument(f"spec_json is not a valid spec: {exc.errors()[0]['msg']}") from None
+    spec = load_spec(spec_json, "spec_json")
     fixed, summary = safe_spec(spec, error)
     return render(fixed), fixed.model_dump_json(), summary

@@ -59,6 +59,22 @@ def _token(payload: str) -> str:
     return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
 
 
+def _spec_variants() -> list[str]:
+    """The deltanet spec with one setting out of its range: NaN, 1e400, a huge or negative number."""
+    spec = json.loads(DELTANET.model_dump_json())
+    variants = []
+    for key, value in [
+        ("key_expand", "NaN"),
+        ("value_expand", "1e400"),
+        ("chunk_size", "-1"),
+        ("head_multiplier", str(2**70)),
+        ("conv_sizes", json.dumps([4] * 10_000)),
+    ]:
+        text = json.dumps({**spec, key: "@"})
+        variants.append(text.replace('"@"', value))
+    return variants
+
+
 ODD_STRINGS = [
     "",
     " ",
@@ -75,7 +91,14 @@ BY_NAME: dict[str, list[str]] = {
     "id": ["e1", "deltanet", "run-1", "a" * 129, "a b", "Bad Id", "x:y.z-_"],
     "module_source": DEEP_SOURCES,
     "class_name": ["DeltaNet", "1abc", "class", "A" * 5000],
-    "spec_json": [DELTANET.model_dump_json(), "{}", "[" * 10_000, '{"mixer": 1}', json.dumps([1] * 1000)],
+    "spec_json": [
+        DELTANET.model_dump_json(),
+        "{}",
+        "[" * 10_000,
+        '{"mixer": 1}',
+        json.dumps([1] * 1000),
+        *_spec_variants(),
+    ],
     "page_token": [
         _token('{"o": Infinity, "q": "x"}'),
         _token('{"o": 1e400, "q": "x"}'),
@@ -95,8 +118,8 @@ def _strings(field: FieldDescriptor) -> st.SearchStrategy[str]:
     key = _ALIASES.get(field.name, field.name)
     if key not in BY_NAME and field.name.endswith("_id"):
         key = "id"
-    known = BY_NAME.get(key, [])
-    return st.one_of(st.sampled_from(known + ODD_STRINGS), st.text(max_size=40))
+    odd = st.one_of(st.sampled_from(ODD_STRINGS), st.text(max_size=40))
+    return st.one_of(st.sampled_from(BY_NAME[key]), odd) if key in BY_NAME else odd
 
 
 def _scalar(field: FieldDescriptor, hostile: bool) -> st.SearchStrategy[Any]:

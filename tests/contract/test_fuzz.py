@@ -12,6 +12,8 @@ so Validate and Evaluate stop there. derandomize=True: CI draws the same request
 from __future__ import annotations
 
 import base64
+import contextlib
+import json
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -22,8 +24,9 @@ import grpc
 import pytest
 from google.protobuf import message_factory
 from google.protobuf.descriptor import MethodDescriptor
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 from proto_strategies import requests
 from support import RunningService, start_service
 
@@ -55,7 +58,8 @@ EXAMPLES = {
     "FindSimilar": 40,
     "IngestCognition": 20,
 }
-DEFAULT_EXAMPLES = 100
+DEFAULT_EXAMPLES = 200
+UNDECODABLE_EXAMPLES = 15
 CALL_SECONDS = 30  # every call here answers in well under a second on an idle machine
 MAX_DETAILS = 2000  # characters of an error's details: the reason plus a short prefix of the value
 FAILING = {
@@ -288,6 +292,39 @@ def test_no_request_breaks_a_service(live: Services, name: str, method: MethodDe
     fuzz()
 
 
+@st.composite
+def _undecodable(draw: st.DrawFn, method: MethodDescriptor) -> bytes:
+    """Bytes that are almost a request: a known-good one cut short, or followed by a string field that is
+    not UTF-8 or a length past the end, or random bytes."""
+    bases = [b.SerializeToString() for b in BASES.get(method.name, [])] or [b""]
+    base = draw(st.sampled_from(bases))
+    number = draw(st.integers(1, 15))
+    tails = [bytes([number << 3 | 2, 2]) + b"\xff\xfe", bytes([number << 3 | 2, 0x7F]) + b"x", b"\x80" * 11]
+    return draw(
+        st.one_of(
+            st.builds(lambda cut: base[:cut], st.integers(0, max(len(base) - 1, 0))),
+            st.sampled_from(tails).map(lambda tail: base + tail),
+            st.binary(min_size=1, max_size=64),
+        )
+    )
+
+
+@pytest.mark.parametrize(("name", "method"), METHODS, ids=[f"{n}.{m.name}" for n, m in METHODS])
+def test_undecodable_bytes_break_no_service(live: Services, name: str, method: MethodDescriptor) -> None:
+    service = live[name]
+    call = _caller(service, SERVICES[name], method, raw=True)
+    decode = message_factory.GetMessageClass(method.input_type).FromString
+
+    @_fuzz_settings(UNDECODABLE_EXAMPLES)
+    @given(data=_undecodable(method))
+    def fuzz(data: bytes) -> None:
+        with contextlib.suppress(DecodeError):  # what decodes must not train either
+            assume(not _trains(method.name, decode(data)))
+        _check_answer(service, method.name, data, call)
+
+    fuzz()
+
+
 # The bad inputs issue 16 found by hand, each with the field its answer must name.
 SEEN: list[tuple[str, str, Message, str]] = [
     ("researcher", "Propose", researcher_pb2.ProposeRequest(mode=99), "mode 99"),
@@ -347,6 +384,14 @@ SEEN: list[tuple[str, str, Message, str]] = [
         "Evaluate",
         engineer_pb2.EvaluateRequest(experiment_id="e1\n", proposal=_experiment("e").proposal),
         "experiment_id",
+    ),
+    (  # the problem quotes the value: a short prefix of it
+        "researcher",
+        "Repair",
+        researcher_pb2.RepairRequest(
+            source=FAILS_STATIC, error="x", spec_json=json.dumps({**json.loads(DELTANET.model_dump_json()), "conv_sizes": [4] * 10_000})
+        ),
+        "spec_json is not a valid spec",
     ),
     (
         "analyst",

@@ -119,13 +119,14 @@ class ArchitectureSpec(BaseModel):
     @field_validator("conv_sizes")
     @classmethod
     def _check_conv_sizes(cls, sizes: tuple[int, ...]) -> tuple[int, ...]:
+        # The count first: the other messages quote the sizes, which must stay short.
+        if len(sizes) > MAX_CONV_SCALES:
+            raise ValueError(f"at most {MAX_CONV_SCALES} convolution scales, got {len(sizes)}")
         bad = [s for s in sizes if s not in CONV_SIZES]
         if bad:
             raise ValueError(f"conv sizes must be in {CONV_SIZES[0]}..{CONV_SIZES[-1]}, got {bad}")
         if len(set(sizes)) != len(sizes):
             raise ValueError(f"conv sizes must be distinct, got {list(sizes)}")
-        if len(sizes) > MAX_CONV_SCALES:
-            raise ValueError(f"at most {MAX_CONV_SCALES} convolution scales, got {len(sizes)}")
         # Canonical order, so equal layers have equal specs (and equal JSON).
         return tuple(sorted(sizes))
 
