@@ -389,7 +389,9 @@ SEEN: list[tuple[str, str, Message, str]] = [
         "researcher",
         "Repair",
         researcher_pb2.RepairRequest(
-            source=FAILS_STATIC, error="x", spec_json=json.dumps({**json.loads(DELTANET.model_dump_json()), "conv_sizes": [4] * 10_000})
+            source=FAILS_STATIC,
+            error="x",
+            spec_json=json.dumps({**DELTANET.model_dump(mode="json"), "conv_sizes": [4] * 10_000}),
         ),
         "spec_json is not a valid spec",
     ),
