@@ -78,9 +78,20 @@ def test_a_bad_value_names_the_variable(monkeypatch: pytest.MonkeyPatch, value: 
     assert ThreadSettings(threads=2).threads == 2
 
 
-@pytest.mark.parametrize("service", ["selector"])
+# What each service needs to start quickly and leave nothing behind.
+LIGHT = {
+    "selector": {},
+    "researcher": {"ASIARCH_LLM_BACKEND": "none"},
+    "engineer": {"ASIARCH_ENGINEER_CALIBRATE": "false"},
+    "analyst": {"ASIARCH_LLM_BACKEND": "none", "ASIARCH_ANALYST_PRELOAD_VECTORS": "false"},
+}
+
+
+@pytest.mark.parametrize("service", sorted(LIGHT))
 def test_a_started_service_reports_its_bound(tmp_path: Path, service: str) -> None:
-    running = start_service(service, tmp_path, env={"ASIARCH_THREADS": str(UNUSUAL), "OMP_NUM_THREADS": "7"})
+    env = {**LIGHT[service], "ASIARCH_RUN_DIR": str(tmp_path / "run")}
+    env |= {"ASIARCH_THREADS": str(UNUSUAL), "OMP_NUM_THREADS": "7"}
+    running = start_service(service, tmp_path, env=env)
     try:
         bounded = [r for r in running.log_records() if r.get("event") == "threads bounded"]
     finally:
