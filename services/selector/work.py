@@ -14,8 +14,9 @@ RESOURCE_EXHAUSTED (retry later) instead of joining an unbounded queue.
 Dropped when unwanted: the work carries its call's deadline and an abandon flag that is set when
 the call's handler is cancelled (client gone, deadline passed, server stopping). Long computations
 call `checkpoint()` between steps; it raises there, so the thread stops within one step instead of
-finishing what nobody will read, and work still waiting for the thread never starts. Past the
-deadline `checkpoint()` raises DeadlineExceeded, so the call ends DEADLINE_EXCEEDED, never OK late.
+finishing what nobody will read, and work still waiting for the thread is dropped (before it starts,
+or at its first checkpoint if the thread took it just as its call ended). Past the deadline
+`checkpoint()` raises DeadlineExceeded, so the call ends DEADLINE_EXCEEDED, never OK late.
 Outside a worker (tests, the pure strategy functions) `checkpoint()` does nothing.
 """
 
