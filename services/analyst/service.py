@@ -30,7 +30,6 @@ from asiarch.common.errors import InvalidArgument, NotFound, Unavailable
 from asiarch.common.fields import checked
 from asiarch.common.llm import LLMSettings, create_llm
 from asiarch.common.server import ServiceDefinition
-from asiarch.common.threads import ThreadSettings, bound_threads
 from asiarch.v1 import analyst_pb2, analyst_pb2_grpc, common_pb2
 
 DEFAULT_PORT = 50054
@@ -257,7 +256,6 @@ def _llm_label(settings: LLMSettings) -> str:
 
 @asynccontextmanager
 async def lifespan(server: grpc.aio.Server, settings: AnalystSettings) -> AsyncIterator[Sequence[str]]:
-    bound_threads()  # before anything loads torch
     async with AsyncExitStack() as stack:
         llm_settings = LLMSettings()
         embedder = Embedder(settings.embedding_model, settings.embedding_device)
@@ -321,5 +319,5 @@ SERVICE = ServiceDefinition(
     lifespan=lifespan,  # type: ignore[arg-type]
     settings_type=AnalystSettings,
     summary="experiment store, fitness, analyses and the cognition base",
-    extra_settings=(LLMSettings, ThreadSettings),
+    extra_settings=(LLMSettings,),
 )

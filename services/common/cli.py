@@ -32,6 +32,7 @@ from asiarch.common.config import load_settings
 from asiarch.common.errors import ConfigError
 from asiarch.common.logs import configure_logging
 from asiarch.common.server import ServiceDefinition, serve
+from asiarch.common.threads import bound_threads
 
 SERVICES_GROUP = "asiarch.services"
 COMMANDS_GROUP = "asiarch.commands"
@@ -218,12 +219,15 @@ def load_service(name: str) -> ServiceDefinition:
 
 
 def _run_serve(args: argparse.Namespace) -> int:
+    # Before the service's modules load: numpy's BLAS and torch size their pools when imported.
+    threads = bound_threads()
     definition = load_service(args.service)
     overrides = {key: value for key, value in (("host", args.host), ("port", args.port)) if value is not None}
     settings = load_settings(definition.settings_type, **overrides)
-    for extra in definition.extra_settings:
+    for extra in definition.all_settings()[1:]:
         load_settings(extra)
     configure_logging(settings.log_level, settings.log_format, service=definition.name)
+    threads.log()
     asyncio.run(serve(definition, settings, port_file=args.port_file))
     return 0
 

@@ -30,6 +30,7 @@ from pydantic_settings import BaseSettings
 from asiarch.common.config import ServerSettings
 from asiarch.common.errors import ConfigError
 from asiarch.common.interceptors import Admission, ServerInterceptor
+from asiarch.common.threads import ThreadSettings
 from asiarch.v1 import analyst_pb2, engineer_pb2, researcher_pb2, selector_pb2
 
 # Reflection answers from the process's descriptor pool. Loading the whole
@@ -62,6 +63,10 @@ class ServiceDefinition:
     # Further settings the service reads (e.g. LLMSettings): validated before it
     # starts, and part of the variables a deployment may set for it.
     extra_settings: tuple[type[BaseSettings], ...] = ()
+
+    def all_settings(self) -> tuple[type[BaseSettings], ...]:
+        """Every settings type the service reads: its own, what every service reads, its extras."""
+        return (self.settings_type, ThreadSettings, *self.extra_settings)
 
 
 async def report_not_serving(server: grpc.aio.Server, service_names: Sequence[str]) -> None:

@@ -8,16 +8,15 @@ operations (one embedding, one small matrix), where a second thread gains little
 machine, so the default is 1; `ASIARCH_THREADS` raises it (e.g. a researcher running a local LLM
 on a machine of its own).
 
-`bound_threads()`, called first in each service's lifespan, applies it to:
+`bound_threads()`, called by `asiarch serve` before the service's modules load, applies it to:
 - the variables OpenMP, MKL, OpenBLAS, BLIS, Accelerate and numexpr read when they load. torch
   sizes its intra-op pool from OMP_NUM_THREADS / MKL_NUM_THREADS (at most one per core) when it
   is first imported, which in the analyst, researcher and engineer happens after start-up (worker
   threads get the same size);
 - torch's intra-op and inter-op pools directly, when torch is already imported.
-What it cannot reach: a library loaded before the call that reads only its variable (numpy's
-OpenBLAS, imported with the analyst's modules before the lifespan runs), and torch's inter-op pool
-when torch is imported later (no variable sizes it; only torch.jit.fork uses it, which no service
-does). Setting the variables in the service's environment at start (a container's) covers both.
+Called before the service's modules are imported, it reaches numpy's OpenBLAS too (sized when it
+loads). What it cannot reach: torch's inter-op pool when torch is imported later (no variable
+sizes it; only torch.jit.fork uses it, which no service does).
 Child processes inherit the variables. The engineer's sandboxes do not: they get a scrubbed
 environment with their own counts (ASIARCH_ENGINEER_SANDBOX_THREADS).
 """
@@ -27,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from dataclasses import dataclass
 
 import structlog
 from pydantic import Field
@@ -60,8 +60,27 @@ class ThreadSettings(BaseSettings):
     )
 
 
-def bound_threads(settings: ThreadSettings | None = None) -> int:
-    """Bound this process's torch/OpenMP/BLAS threads to ASIARCH_THREADS; return the bound.
+@dataclass(frozen=True)
+class ThreadBound:
+    """What `bound_threads` set, for the service's log once logging is configured."""
+
+    threads: int
+    replaced: dict[str, str]
+    pools: dict[str, int]
+    torch_loaded: bool
+
+    def log(self) -> None:
+        log.info(
+            "threads bounded",
+            threads=self.threads,
+            torch_loaded=self.torch_loaded,
+            replaced=self.replaced or None,
+            **self.pools,
+        )
+
+
+def bound_threads(settings: ThreadSettings | None = None) -> ThreadBound:
+    """Bound this process's torch/OpenMP/BLAS threads to ASIARCH_THREADS.
 
     Raises ConfigError (naming ASIARCH_THREADS) for a value that is not a whole number >= 1.
     """
@@ -78,7 +97,4 @@ def bound_threads(settings: ThreadSettings | None = None) -> int:
         with contextlib.suppress(RuntimeError):
             torch.set_num_interop_threads(threads)
         pools = {"torch_intra_op": torch.get_num_threads(), "torch_inter_op": torch.get_num_interop_threads()}
-    log.info(
-        "threads bounded", threads=threads, torch_loaded=torch is not None, replaced=replaced or None, **pools
-    )
-    return threads
+    return ThreadBound(threads, replaced, pools, torch is not None)

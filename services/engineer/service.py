@@ -22,7 +22,6 @@ from asiarch.common.client import open_channel
 from asiarch.common.errors import InvalidArgument, ResourceExhausted
 from asiarch.common.fields import checked, short
 from asiarch.common.server import ServiceDefinition
-from asiarch.common.threads import ThreadSettings, bound_threads
 from asiarch.engineer import convert
 from asiarch.engineer.budgets import BudgetError
 from asiarch.engineer.calibration import Calibration, calibrate
@@ -290,7 +289,6 @@ class EngineerServicer(engineer_pb2_grpc.EngineerServicer):
 
 @asynccontextmanager
 async def lifespan(server: grpc.aio.Server, settings: EngineerSettings) -> AsyncIterator[Sequence[str]]:
-    bound_threads()  # this process's own torch; the sandboxes set theirs (SandboxLimits.threads)
     servicer = EngineerServicer(settings)
     if settings.engineer_calibrate:
         # In the background: the service answers health checks at once; the first evaluation waits for it.
@@ -311,5 +309,4 @@ SERVICE = ServiceDefinition(
     lifespan=lifespan,  # type: ignore[arg-type]
     settings_type=EngineerSettings,
     summary="validation, sandboxed training and benchmarks of candidates",
-    extra_settings=(ThreadSettings,),
 )

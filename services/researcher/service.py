@@ -20,7 +20,6 @@ from asiarch.common.errors import InvalidArgument
 from asiarch.common.fields import checked
 from asiarch.common.llm import LLMError, LLMSettings, Message, NoLLM, create_llm, generate_model
 from asiarch.common.server import ServiceDefinition
-from asiarch.common.threads import ThreadSettings, bound_threads
 from asiarch.researcher import prompts, proposer
 from asiarch.researcher.config import ResearcherSettings
 from asiarch.researcher.dsl import render
@@ -256,7 +255,6 @@ class ResearcherServicer(researcher_pb2_grpc.ResearcherServicer):
 
 @asynccontextmanager
 async def lifespan(server: grpc.aio.Server, settings: ResearcherSettings) -> AsyncIterator[Sequence[str]]:
-    bound_threads()  # before anything loads torch
     llm = create_llm(LLMSettings())
     start = getattr(llm, "start", None)
     if start is not None:
@@ -279,5 +277,5 @@ SERVICE = ServiceDefinition(
     lifespan=lifespan,  # type: ignore[arg-type]
     settings_type=ResearcherSettings,
     summary="proposals (LLM code or DSL mutations) and repairs",
-    extra_settings=(LLMSettings, ThreadSettings),
+    extra_settings=(LLMSettings,),
 )

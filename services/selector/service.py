@@ -16,7 +16,6 @@ from contextlib import asynccontextmanager
 import grpc
 
 from asiarch.common.server import ServiceDefinition
-from asiarch.common.threads import ThreadSettings, bound_threads
 from asiarch.selector.population import Candidate, CandidateMetrics, Options, check_candidate_count
 from asiarch.selector.strategies import NextAction, list_strategies, select_parents
 from asiarch.selector.work import Worker
@@ -126,7 +125,6 @@ class SelectorServicer(selector_pb2_grpc.SelectorServicer):
 
 @asynccontextmanager
 async def lifespan(server: grpc.aio.Server, settings: object) -> AsyncIterator[Sequence[str]]:
-    bound_threads()
     worker = Worker(MAX_WAITING)
     selector_pb2_grpc.add_SelectorServicer_to_server(SelectorServicer(worker), server)
     try:
@@ -140,5 +138,4 @@ SERVICE = ServiceDefinition(
     default_port=DEFAULT_PORT,
     lifespan=lifespan,
     summary="parent selection strategies (stateless)",
-    extra_settings=(ThreadSettings,),
 )

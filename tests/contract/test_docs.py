@@ -14,7 +14,7 @@ def test_every_setting_is_in_the_readme() -> None:
     kinds = {OrchestratorSettings}
     for name in ("selector", "researcher", "engineer", "analyst"):
         definition = load_service(name)
-        kinds |= {definition.settings_type, *definition.extra_settings}
+        kinds |= set(definition.all_settings())
     variables = {env_name(kind, field) for kind in kinds for field in kind.model_fields}
     missing = sorted(v for v in variables if f"`{v}`" not in readme)
     assert missing == [], f"README's configuration table lacks {missing}"

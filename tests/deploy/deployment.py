@@ -73,7 +73,7 @@ def settings_types(component: str) -> list[type[BaseSettings]]:
     if component == ORCHESTRATOR:
         return [OrchestratorSettings, TLSSettings]  # its channels read ASIARCH_TLS_* (open_channel)
     definition = load_service(component)
-    return [definition.settings_type, *definition.extra_settings]
+    return list(definition.all_settings())
 
 
 def default_port(component: str) -> int | None:
