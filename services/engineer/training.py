@@ -122,6 +122,8 @@ def train_language_model(
     _sync(device)
     train_seconds = time.perf_counter() - started
     val_loss = _validation_loss(model, corpus.validation, budget, device)
+    if not math.isfinite(val_loss):  # a failed evaluation, never a NaN metric in the record
+        raise FloatingPointError(f"validation loss is {val_loss}")
     curve[-1]["val_loss"] = val_loss
     parameters = sum(p.numel() for p in model.parameters())
     return {

@@ -117,6 +117,16 @@ def test_training_is_deterministic_for_a_seed() -> None:
     assert other["val_loss"] != first["val_loss"]
 
 
+def test_a_validation_loss_that_is_not_finite_fails_the_training(monkeypatch: Any) -> None:
+    # The analyst refuses NaN metrics: a record must never carry one, so the evaluation fails instead.
+    from asiarch.engineer import training
+
+    monkeypatch.setattr(training, "_validation_loss", lambda *_: float("inf"))
+    budget = {**resolve("smoke", seed=7), "train_steps": 2}
+    with pytest.raises(FloatingPointError, match="validation loss is inf"):
+        train_language_model(layer_type(), load_corpus(max_bytes=1_000_000), budget, lambda _: None)
+
+
 def test_mqar_reports_every_setting() -> None:
     events: list[dict[str, object]] = []
     scores = run_mqar(layer_type(), resolve("smoke"), events.append)
