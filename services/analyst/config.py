@@ -21,7 +21,10 @@ class AnalystSettings(ServerSettings):
     )
     mongo_uri: SecretStr | None = Field(
         default=None,
-        description="mongodb:// URI (may hold credentials); unset = embedded file store under the run dir.",
+        description=(
+            "mongodb:// URI (may hold credentials); unset = the embedded store "
+            "(store/asiarch.sqlite3 in the run dir)."
+        ),
     )
     mongo_database: str = Field(default="asiarch", min_length=1, description="MongoDB database name.")
     mongo_timeout_ms: int = Field(

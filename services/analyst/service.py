@@ -11,6 +11,7 @@ embedding model and Qdrant are opened by the first call that needs vectors.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import sys
 from collections.abc import AsyncIterator, Sequence
@@ -24,15 +25,16 @@ from asiarch.analyst.cognition import CognitionBase, builtin_entries, validate_e
 from asiarch.analyst.config import AnalystSettings
 from asiarch.analyst.recorder import Recorder
 from asiarch.analyst.repository import ExperimentRepository
-from asiarch.analyst.store import open_database
+from asiarch.analyst.store import StoreUnreadable, open_database
 from asiarch.analyst.vectors import ANALYSES, COGNITION, MOTIVATIONS, Embedder, Hit, VectorIndex
-from asiarch.common.errors import InvalidArgument, NotFound, Unavailable
+from asiarch.common.errors import ConfigError, InvalidArgument, NotFound, Unavailable
 from asiarch.common.fields import checked
 from asiarch.common.llm import LLMSettings, create_llm
-from asiarch.common.server import ServiceDefinition
+from asiarch.common.server import ServiceDefinition, report_not_serving
 from asiarch.v1 import analyst_pb2, analyst_pb2_grpc, common_pb2
 
 DEFAULT_PORT = 50054
+ANALYST = analyst_pb2.DESCRIPTOR.services_by_name["Analyst"].full_name
 log = structlog.get_logger("asiarch.analyst")
 _COLLECTION_NAMES = {
     analyst_pb2.COLLECTION_MOTIVATIONS: MOTIVATIONS,
@@ -250,6 +252,12 @@ async def _keep_ingesting(cognition: CognitionBase) -> None:
             return
 
 
+async def _store_unreadable(server: grpc.aio.Server, error: StoreUnreadable) -> None:
+    """A store found damaged while serving: every call already fails UNAVAILABLE; health says so too."""
+    await report_not_serving(server, [ANALYST])
+    log.error("document store unreadable: health NOT_SERVING", error=error.message)
+
+
 def _llm_label(settings: LLMSettings) -> str:
     return f"llm:{settings.backend}:{settings.model or 'default'}"
 
@@ -265,8 +273,14 @@ async def lifespan(server: grpc.aio.Server, settings: AnalystSettings) -> AsyncI
             run_dir=settings.run_dir,
             timeout_ms=settings.mongo_timeout_ms,
             attempts=settings.analyst_write_attempts,
+            on_unreadable=functools.partial(_store_unreadable, server),
         )
         stack.push_async_callback(database.close)
+        try:
+            # Fail fast: an analyst on a store it cannot read must not report SERVING.
+            await database.verify()
+        except StoreUnreadable as exc:
+            raise ConfigError(exc.message) from None
         vectors = VectorIndex.open(
             url=settings.qdrant_url,
             api_key=settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None,
@@ -302,7 +316,7 @@ async def lifespan(server: grpc.aio.Server, settings: AnalystSettings) -> AsyncI
             llm=llm_settings.backend,
         )
         try:
-            yield [analyst_pb2.DESCRIPTOR.services_by_name["Analyst"].full_name]
+            yield [ANALYST]
         finally:
             # What this process ended up loading: tells whether a read-only analyst stayed light.
             log.info(

@@ -1,8 +1,8 @@
 """Contract suite of the experiment repository, run against every store backend available.
 
-The embedded store (mongita, file-backed) always runs. A real MongoDB runs
+The embedded store (one SQLite file) always runs. A real MongoDB runs
 when ASIARCH_MONGO_URI points at one; otherwise its cases are reported as
-skipped with the reason.
+skipped with the reason. Kills and damaged files: test_analyst_crash.py.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from analyst_data import RUN, experiment
 
+from asiarch.analyst.query import UnsupportedQuery
 from asiarch.analyst.repository import SCHEMA_VERSION, ExperimentRepository
 from asiarch.analyst.store import DuplicateId, EmbeddedDatabase, MongoDatabase, Retrying
 from asiarch.common.errors import InvalidArgument, Unavailable
@@ -135,6 +136,71 @@ async def test_a_reopened_store_sorts_old_and_new_documents(tmp_path: Path) -> N
         assert (await repository.best(RUN, exclude_id="")).id == "new"  # type: ignore[union-attr]
     finally:
         await reopened.close()
+
+
+async def test_queries_follow_mongodb_semantics(database: Any) -> None:
+    """What the repository relies on, answered alike by both backends (the embedded one evaluates it)."""
+    documents = database.collection("things")
+    await documents.insert_one({"_id": "a", "tags": ["x", "y"], "flag": True, "n": 1})
+    await documents.insert_one({"_id": "b", "tags": ["z"], "n": 2.5})
+    await documents.insert_one({"_id": "c", "flag": False, "n": None})
+
+    async def ids(query: dict[str, Any], sort: list[tuple[str, int]] | None = None, **page: int) -> list[str]:
+        return [d["_id"] for d in await documents.find(query, sort or [("_id", 1)], **page)]
+
+    assert await ids({"tags": {"$in": ["y", "q"]}}) == ["a"]  # an array matches when any element does
+    assert await ids({"tags": "z"}) == ["b"]
+    assert await ids({"flag": {"$ne": True}}) == ["b", "c"]  # a missing field is not equal to anything
+    assert await ids({"flag": 1}) == [] and await ids({"n": 1}) == ["a"]  # a boolean is not a number
+    assert await ids({}, [("n", 1)]) == ["c", "a", "b"]  # null sorts before numbers
+    assert await ids({}, [("n", -1)]) == ["b", "a", "c"]
+    assert await ids({"_id": {"$ne": "a"}}, [("_id", -1)], skip=1, limit=5) == ["b"]
+    assert await documents.count({"flag": {"$ne": True}}) == 2
+    assert await documents.replace_one({"tags": "z"}, {"n": 7}) == 1
+    assert (await documents.find_one({"_id": "b"})) == {"_id": "b", "n": 7}
+    assert await documents.delete_one({"n": {"$in": [7]}}) == 1 and await documents.count({}) == 2
+
+
+@pytest.mark.parametrize(
+    ("query", "sort"),
+    [
+        ({"n": {"$gt": 1}}, []),
+        ({"$or": [{"n": 1}]}, []),
+        ({"summary.breakthrough": True}, []),
+        ({"n": {"$in": "not a list"}}, []),
+        ({"pb": b"x"}, []),
+        ({}, [("n", 2)]),
+        ({}, [("tags", 1)]),
+    ],
+)
+async def test_the_embedded_store_refuses_queries_outside_what_it_answers(
+    tmp_path: Path, query: dict[str, Any], sort: list[tuple[str, int]]
+) -> None:
+    database = EmbeddedDatabase(tmp_path / "store", attempts=1)
+    try:
+        documents = database.collection("things")
+        await documents.insert_one({"_id": "a", "tags": ["x"], "n": 1, "pb": b"bytes"})
+        with pytest.raises(UnsupportedQuery):
+            await documents.find(query, sort)
+    finally:
+        await database.close()
+
+
+async def test_writes_of_another_process_are_seen(tmp_path: Path) -> None:
+    """Two analysts on one run directory (a reader beside the writer): each sees the other's writes."""
+    reader = EmbeddedDatabase(tmp_path / "store", attempts=1)
+    writer = EmbeddedDatabase(tmp_path / "store", attempts=1)
+    try:
+        read, write = (ExperimentRepository(d.collection("experiments")) for d in (reader, writer))
+        await write.insert(scored(experiment("a"), 1.0))
+        assert [e.id for e in (await read.page(RUN, [], 0, 10, ""))[0]] == ["a"]
+        await write.insert(scored(experiment("b"), 2.0))
+        await write.replace(scored(experiment("a"), 3.0))
+        page, _, total = await read.page(RUN, [], analyst_pb2.EXPERIMENT_SORT_FITNESS_DESC, 10, "")
+        assert [(e.id, e.fitness.total) for e in page] == [("a", 3.0), ("b", 2.0)] and total == 2
+    finally:
+        await reader.close()
+        await writer.close()
 
 
 class Flaky:
