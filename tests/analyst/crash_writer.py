@@ -1,10 +1,10 @@
 """A child process for test_analyst_crash: writes experiments into an embedded store, saying what it does.
 
-`crash_writer.py STORE PREFIX ROUNDS` runs ROUNDS times the analyst's write pattern (a PENDING record
-inserted, advanced to SUCCEEDED by a replace, a second record inserted) and prints, flushed, a
-`begin OP ID STATUS` line before each write and an `ack OP ID STATUS` line once it has returned, then
-`done`. Whoever kills it knows from the last lines which writes were acknowledged and which one was in
-flight.
+`crash_writer.py STORE PREFIX ROUNDS` prints `ready` once imported and waits for a line on stdin (time to
+attach a tracer), then runs ROUNDS times the analyst's write pattern (a PENDING record inserted, advanced to
+SUCCEEDED by a replace, a second record inserted) and prints, flushed, a `begin OP ID STATUS` line before
+each write and an `ack OP ID STATUS` line once it has returned, then `done`. Whoever kills it knows from
+the last lines which writes were acknowledged and which one was in flight.
 """
 
 from __future__ import annotations
@@ -46,4 +46,6 @@ async def main(store: Path, prefix: str, rounds: int) -> None:
 
 
 if __name__ == "__main__":
+    say("ready")
+    sys.stdin.readline()
     asyncio.run(main(Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])))
