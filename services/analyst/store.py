@@ -481,7 +481,12 @@ class EmbeddedDatabase:
     async def verify(self) -> None:
         # Not through `run`: the caller refuses to start on an unreadable store, so no health to turn.
         call = functools.partial(self.file.guarded, self.file.verify)
-        await asyncio.get_running_loop().run_in_executor(self.executor, call)
+        try:
+            await asyncio.get_running_loop().run_in_executor(self.executor, call)
+        except self.transient as exc:  # a folder it may not write, a lock another process holds, ...
+            raise StoreUnreadable(
+                f"the embedded store {self.file.path} could not be opened: {type(exc).__name__}: {exc}"
+            ) from exc
 
     def collection(self, name: str) -> DocumentCollection:
         return Retrying(EmbeddedCollection(self, name), name, self.attempts, self.transient)
