@@ -28,7 +28,6 @@ from asiarch.analyst.repository import ExperimentRepository
 from asiarch.analyst.store import StoreUnreadable, open_database
 from asiarch.analyst.vectors import ANALYSES, COGNITION, MOTIVATIONS, Embedder, Hit, VectorIndex
 from asiarch.common.errors import ConfigError, InvalidArgument, NotFound, Unavailable
-from asiarch.common.fields import checked
 from asiarch.common.llm import LLMSettings, create_llm
 from asiarch.common.server import ServiceDefinition, report_not_serving
 from asiarch.v1 import analyst_pb2, analyst_pb2_grpc, common_pb2
@@ -76,7 +75,6 @@ def _knowledge_hit(collection: int, hit: Hit) -> analyst_pb2.KnowledgeHit:
     )
 
 
-@checked(analyst_pb2.DESCRIPTOR.services_by_name["Analyst"])
 class AnalystServicer(analyst_pb2_grpc.AnalystServicer):
     def __init__(
         self,
@@ -125,7 +123,8 @@ class AnalystServicer(analyst_pb2_grpc.AnalystServicer):
     ) -> analyst_pb2.ListExperimentsResponse:
         if request.run_id:
             validation.check_id(request.run_id, "run_id")
-        for i, status in enumerate(request.statuses):  # undefined values never get here (@checked)
+        # Undefined values never get here: the interceptor applies asiarch.common.fields to every request.
+        for i, status in enumerate(request.statuses):
             if status == common_pb2.EXPERIMENT_STATUS_UNSPECIFIED:
                 raise InvalidArgument(f"statuses[{i}] EXPERIMENT_STATUS_UNSPECIFIED is not a status to list")
         experiments, token, total = await self.repository.page(

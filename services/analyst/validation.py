@@ -1,7 +1,7 @@
 """Request rules: every bad input is INVALID_ARGUMENT with the field and the reason.
 
 The rules every field of every request obeys (finite numbers, defined enum values) are checked before
-these, by `asiarch.common.fields` (the servicer is `@checked`); these are the analyst's own.
+these, by `asiarch.common.fields` (every server checks every request); these are the analyst's own.
 """
 
 from __future__ import annotations

@@ -4,28 +4,25 @@ Two rules hold for every message of the contract, however deeply nested: a float
 (no NaN, no infinity), and an enum holds one of its defined values (proto3 lets a client send any
 number; an undefined one would otherwise be read as "unspecified" or fail deep inside a handler). A
 request that breaks either is INVALID_ARGUMENT naming the field's path, e.g. `budget.learning_rate` or
-`parent.evaluation.checks[2].stage`. `@checked(service)` applies both to each RPC of a servicer class;
-`short` is how a message quotes a client's string (a bounded prefix, never the whole value). Rules that
-belong to one field (ranges, formats) stay with the service that owns the field.
+`parent.evaluation.checks[2].stage`. Every server applies both to every request as it arrives, in
+one place (`asiarch.common.interceptors`, right after decoding it). `short` is how a message quotes
+a client's string (a bounded prefix, never the whole value). Rules that belong to one field (ranges,
+formats) stay with the service that owns the field.
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
 import math
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import aclosing
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
-from google.protobuf.descriptor import EnumDescriptor, FieldDescriptor, ServiceDescriptor
+from google.protobuf.descriptor import EnumDescriptor, FieldDescriptor
 from google.protobuf.message import Message
 
 from asiarch.common.errors import InvalidArgument
 
 SHOWN_CHARS = 80
 _FLOATS = (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT)
-Servicer = TypeVar("Servicer", bound=type)
 
 
 def short(value: str, limit: int = SHOWN_CHARS) -> str:
@@ -80,36 +77,3 @@ def check_fields(message: Message, path: str = "") -> None:
     """InvalidArgument naming the first field that holds a non-finite number or an undefined enum value."""
     if problem := field_problem(message, path):
         raise InvalidArgument(problem)
-
-
-def _checked_method(method: Callable[..., Any]) -> Callable[..., Any]:
-    if inspect.isasyncgenfunction(method):
-
-        @functools.wraps(method)
-        async def stream(self: object, request: Message, context: object) -> AsyncIterator[Any]:
-            check_fields(request)
-            # aclosing: a cancelled call closes the handler's generator at once (its finally blocks run).
-            async with aclosing(method(self, request, context)) as responses:
-                async for response in responses:
-                    yield response
-
-        return stream
-
-    @functools.wraps(method)
-    async def unary(self: object, request: Message, context: object) -> Any:
-        check_fields(request)
-        return await method(self, request, context)
-
-    return unary
-
-
-def checked(service: ServiceDescriptor) -> Callable[[Servicer], Servicer]:
-    """Class decorator: each RPC of `service` that the class implements checks its request first."""
-
-    def decorate(cls: Servicer) -> Servicer:
-        for method in service.methods:
-            if method.name in cls.__dict__:
-                setattr(cls, method.name, _checked_method(cls.__dict__[method.name]))
-        return cls
-
-    return decorate

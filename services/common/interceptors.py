@@ -31,6 +31,7 @@ from typing import Any
 import grpc
 import pydantic
 import structlog
+from google.protobuf.message import Message
 
 from asiarch.common.context import (
     AUTHORIZATION_HEADER,
@@ -40,6 +41,7 @@ from asiarch.common.context import (
     new_request_id,
 )
 from asiarch.common.errors import InvalidArgument, ServiceError, Unauthenticated, Unavailable, status_details
+from asiarch.common.fields import check_fields
 
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
 REFLECTION_PREFIX = "/grpc.reflection."
@@ -203,8 +205,11 @@ def _decoding(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], 
 
 
 def _decoded(request: Any) -> Any:
+    """The request a handler may see: decodable, and obeying the rules of every field (fields.py)."""
     if isinstance(request, Undecodable):
         raise request.error()
+    if isinstance(request, Message):
+        check_fields(request)
     return request
 
 

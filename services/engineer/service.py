@@ -20,7 +20,7 @@ import structlog
 
 from asiarch.common.client import open_channel
 from asiarch.common.errors import InvalidArgument, ResourceExhausted
-from asiarch.common.fields import checked, short
+from asiarch.common.fields import short
 from asiarch.common.server import ServiceDefinition
 from asiarch.engineer import convert
 from asiarch.engineer.budgets import BudgetError
@@ -150,7 +150,6 @@ def _source(source: common_pb2.ArchitectureSource, field: str) -> tuple[str, str
     return source.module_source, class_name
 
 
-@checked(engineer_pb2.DESCRIPTOR.services_by_name["Engineer"])
 class EngineerServicer(engineer_pb2_grpc.EngineerServicer):
     def __init__(self, settings: EngineerSettings) -> None:
         self.settings = settings

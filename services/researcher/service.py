@@ -17,7 +17,6 @@ import structlog
 
 from asiarch.common.client import open_channel
 from asiarch.common.errors import InvalidArgument
-from asiarch.common.fields import checked
 from asiarch.common.llm import LLMError, LLMSettings, Message, NoLLM, create_llm, generate_model
 from asiarch.common.server import ServiceDefinition
 from asiarch.researcher import prompts, proposer
@@ -47,7 +46,6 @@ def _metrics(experiment: common_pb2.Experiment) -> str:
     return ", ".join(parts) or "not measured"
 
 
-@checked(researcher_pb2.DESCRIPTOR.services_by_name["Researcher"])
 class ResearcherServicer(researcher_pb2_grpc.ResearcherServicer):
     def __init__(self, settings: ResearcherSettings, llm: object) -> None:
         self.settings = settings

@@ -86,7 +86,9 @@ def test_a_call_past_its_deadline_is_abandoned_not_answered_late(selector: Runni
 
 
 async def test_sigterm_lets_the_calls_in_flight_finish(selector: RunningService) -> None:
-    # Issue 16: 28 of 32 calls came back CANCELLED within 8 ms of the SIGTERM.
+    # Issue 16: 28 of 32 calls came back CANCELLED within 8 ms of the SIGTERM. Calls the server had
+    # begun finish; one it had received but not begun when the drain ended is UNAVAILABLE, which a
+    # client retries (elsewhere): how many of each depends on the machine's speed, CANCELLED never.
     request = non_dominated_request(1000)
     async with grpc.aio.insecure_channel(selector.address) as channel:
         stub = selector_pb2_grpc.SelectorStub(channel)
@@ -94,7 +96,10 @@ async def test_sigterm_lets_the_calls_in_flight_finish(selector: RunningService)
         await asyncio.sleep(0.3)
         selector.process.send_signal(signal.SIGTERM)
         results = await asyncio.gather(*calls, return_exceptions=True)
-    failures = [f"{r.code().name} {r.details()}" for r in results if isinstance(r, grpc.aio.AioRpcError)]
-    assert failures == []
-    assert all(len(r.selections) == 1 for r in results)  # type: ignore[union-attr]
+    failures = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+    assert [
+        f"{r.code().name} {r.details()}" for r in failures if r.code() != grpc.StatusCode.UNAVAILABLE
+    ] == []
+    answered = [r for r in results if not isinstance(r, grpc.aio.AioRpcError)]
+    assert answered and all(len(r.selections) == 1 for r in answered)
     assert selector.process.wait(timeout=30) == 0

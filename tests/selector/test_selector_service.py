@@ -113,15 +113,13 @@ def test_k_out_of_range(stub: selector_pb2_grpc.SelectorStub, k: int) -> None:
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
 def test_non_finite_fitness(stub: selector_pb2_grpc.SelectorStub, value: float) -> None:
     message = invalid(stub, request(candidates=with_candidate(1, candidate("deltanet", value))))
-    assert "candidates[1] (id 'deltanet')" in message
-    assert "fitness" in message
+    assert message.startswith("candidates[1].fitness is NaN or infinite")
 
 
 def test_non_finite_metric(stub: selector_pb2_grpc.SelectorStub) -> None:
     bad = candidate("deltanet", 1.5, loss=math.nan)
     message = invalid(stub, request("lexicase", candidates=with_candidate(1, bad)))
-    assert "candidates[1] (id 'deltanet')" in message
-    assert "val_loss" in message
+    assert message.startswith("candidates[1].metrics.val_loss is NaN or infinite")
 
 
 def test_duplicate_ids(stub: selector_pb2_grpc.SelectorStub) -> None:
