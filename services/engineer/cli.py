@@ -49,20 +49,41 @@ async def _validate(args: argparse.Namespace) -> int:
     )
     async with _engineer(args.engineer) as address, open_channel(address, auth_token=_token()) as channel:
         response = await engineer_pb2_grpc.EngineerStub(channel).Validate(request, timeout=600)
+    if args.json:
+        print(_json(response))
+        return 0 if response.valid else 1
     for check in response.checks:
         mark = "ok  " if check.passed else "FAIL"
         where = f" (line {check.line})" if check.line else ""
-        print(f"{mark} {check.name}{where} {check.message}".rstrip())
+        print(f"{mark} {check.name} [{_stage(check.stage)}]{where} {check.message}".rstrip())
     if response.valid:
         print(f"{args.file}: valid")
         return 0
-    print(f"{args.file}: invalid: {response.failure_reason}", file=sys.stderr)
+    failed = next((check for check in response.checks if not check.passed), None)
+    stage = f" at {_stage(failed.stage)}" if failed else ""
+    print(f"{args.file}: invalid{stage}: {response.failure_reason}", file=sys.stderr)
     return 1
 
 
-async def _evaluate(args: argparse.Namespace) -> int:
+def _stage(stage: int) -> str:
+    """'functional checks' for EVALUATION_STAGE_FUNCTIONAL_CHECKS."""
+    from asiarch.v1 import common_pb2
+
+    return common_pb2.EvaluationStage.Name(stage).removeprefix("EVALUATION_STAGE_").lower().replace("_", " ")
+
+
+def _json(message: object) -> str:
+    """Every field, zeros and empty lists included: a reader must tell a 0.0 score from one not measured."""
     from google.protobuf import json_format
 
+    return json_format.MessageToJson(
+        message,  # type: ignore[arg-type]
+        preserving_proto_field_name=True,
+        always_print_fields_with_no_presence=True,
+    )
+
+
+async def _evaluate(args: argparse.Namespace) -> int:
     from asiarch.common.client import open_channel
     from asiarch.v1 import common_pb2, engineer_pb2, engineer_pb2_grpc
 
@@ -90,7 +111,7 @@ async def _evaluate(args: argparse.Namespace) -> int:
                 )
     assert result is not None
     if args.json:
-        print(json_format.MessageToJson(result, preserving_proto_field_name=True))
+        print(_json(result))
     else:
         _print_summary(result)
     return 0 if result.status == common_pb2.EVALUATION_STATUS_SUCCEEDED else 1
@@ -198,6 +219,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         )
         if name == "validate":
             cmd.add_argument("--static-only", action="store_true", help="static checks only; run nothing")
+            cmd.add_argument("--json", action="store_true", help="print the ValidateResponse as JSON")
         else:
             _add_budget(cmd, "smoke")
             cmd.add_argument(

@@ -26,7 +26,7 @@ from asiarch.engineer import convert
 from asiarch.engineer.budgets import BudgetError
 from asiarch.engineer.calibration import Calibration, calibrate
 from asiarch.engineer.config import EngineerSettings
-from asiarch.engineer.pipeline import Candidate, Pipeline
+from asiarch.engineer.pipeline import Attempt, Candidate, Pipeline
 from asiarch.engineer.sandbox import SandboxLimits, remove_leftovers
 from asiarch.kernels.registry import kernels
 from asiarch.v1 import common_pb2, engineer_pb2, engineer_pb2_grpc, researcher_pb2, researcher_pb2_grpc
@@ -150,6 +150,24 @@ def _source(source: common_pb2.ArchitectureSource, field: str) -> tuple[str, str
     return source.module_source, class_name
 
 
+def _failure_outside_checks(attempt: Attempt) -> list[common_pb2.CheckResult]:
+    """A failure no check reported (the candidate raised, timed out, crashed) as a failed check of its stage.
+
+    The checks are the response's account of what ran: without this, a candidate that raised while
+    being built left only passed checks and a reason, and no stage.
+    """
+    failed = attempt.status != common_pb2.EVALUATION_STATUS_SUCCEEDED
+    if not failed or any(not check.passed for check in attempt.checks):
+        return []
+    stage = attempt.failed_stage or common_pb2.EVALUATION_STAGE_FUNCTIONAL_CHECKS
+    prefix = common_pb2.EvaluationStage.Name(stage).removeprefix("EVALUATION_STAGE_").lower()
+    prefix = prefix.removesuffix("_checks")
+    outcome = "timeout" if attempt.status == common_pb2.EVALUATION_STATUS_TIMED_OUT else "run"
+    return [
+        common_pb2.CheckResult(name=f"{prefix}.{outcome}", stage=stage, passed=False, message=attempt.reason)
+    ]
+
+
 class EngineerServicer(engineer_pb2_grpc.EngineerServicer):
     def __init__(self, settings: EngineerSettings) -> None:
         self.settings = settings
@@ -200,7 +218,7 @@ class EngineerServicer(engineer_pb2_grpc.EngineerServicer):
                 attempt = await self.pipeline.check(candidate, "check", ignore)
         return engineer_pb2.ValidateResponse(
             valid=attempt.status == common_pb2.EVALUATION_STATUS_SUCCEEDED,
-            checks=attempt.checks,
+            checks=[*attempt.checks, *_failure_outside_checks(attempt)],
             failure_reason=attempt.reason,
         )
 

@@ -47,6 +47,35 @@ def test_validate_rejects_a_peeking_layer_as_non_causal(engineer: RunningService
     assert "future tokens" in done.stderr
 
 
+def test_validate_names_the_stage_of_a_runtime_failure(engineer: RunningService, tmp_path: Path) -> None:
+    # A layer that raises while being built once left only passed static checks and a traceback.
+    broken = write(tmp_path, "broken.py", layers.layer(init="raise RuntimeError('boom in init')"))
+    done = asiarch("validate", broken, "--engineer", engineer.address)
+    assert done.returncode == 1
+    assert "FAIL functional.run [functional checks]" in done.stdout
+    assert "invalid at functional checks:" in done.stderr and "boom in init" in done.stderr
+    as_json = asiarch("validate", broken, "--engineer", engineer.address, "--json")
+    assert as_json.returncode == 1
+    response = json.loads(as_json.stdout)
+    assert response["valid"] is False
+    failed = [check for check in response["checks"] if not check["passed"]]
+    assert [(c["name"], c["stage"]) for c in failed] == [
+        ("functional.run", "EVALUATION_STAGE_FUNCTIONAL_CHECKS")
+    ]
+    assert all("line" in check for check in response["checks"])  # zeros are printed, not dropped
+
+
+def test_json_output_keeps_zero_scores() -> None:
+    from asiarch.engineer.cli import _json
+    from asiarch.v1 import common_pb2
+
+    result = common_pb2.Evaluation(
+        metrics=common_pb2.Metrics(benchmarks=[common_pb2.BenchmarkScore(name="mqar")])
+    )
+    (score,) = json.loads(_json(result))["metrics"]["benchmarks"]
+    assert score["name"] == "mqar" and score["score"] == 0.0
+
+
 def test_validate_accepts_a_good_layer_with_a_local_engineer(tmp_path: Path) -> None:
     done = asiarch("validate", write(tmp_path, "good.py", layers.GOOD))  # no address: starts its own
     assert done.returncode == 0, done.stderr
