@@ -3,7 +3,9 @@
 `run(job, emit)` is called by sandbox_child after the process is locked down.
 `emit` sends progress events and check results to the service as they happen;
 the return value is the final result. Anything the candidate raises is turned
-into a short, useful description by `describe_error`.
+into a short, useful description by `describe_error`. Before the candidate loads,
+torch.compile becomes `candidate.CompileShim` (an identity on CPU), and what it did is
+reported as the passed check `functional.torch_compile`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 import torch
 
-from asiarch.engineer.candidate import load_layer
+from asiarch.engineer.candidate import CompileShim, load_layer
 from asiarch.engineer.corpus import load_corpus
 from asiarch.engineer.functional import run_functional_checks
 from asiarch.engineer.training import run_mqar, train_language_model
@@ -41,12 +43,16 @@ def run(job: dict[str, Any], emit: Emit) -> dict[str, Any]:
     torch.set_num_threads(int(job.get("threads", 2)))
     torch.manual_seed(int(job["budget"].get("seed", 0)))
     emit({"type": "progress", "stage": "functional", "message": "loading the candidate"})
+    compile_shim = CompileShim.install(job["budget"].get("device", "cpu"))  # before candidate code runs
     layer_type = load_layer(job["source"], job["class_name"])
 
     def emit_check(check: dict[str, Any]) -> None:
         emit({"type": "check", "stage": "functional", "check": check})
 
     checks = run_functional_checks(layer_type, job["budget"], bool(job.get("reference_only")), emit_check)
+    if compile_note := compile_shim.report():
+        emit_check(compile_note)
+        checks.append(compile_note)
     result: dict[str, Any] = {"checks": checks}
     if not all(c["passed"] for c in checks) or job["kind"] == "check":
         return result
