@@ -12,6 +12,7 @@ import pytest
 from grpc_health.v1 import health_pb2
 from support import RunningService, health_status, start_service
 
+from asiarch.engineer.sandbox import WORKDIR_PREFIX
 from asiarch.v1 import common_pb2, engineer_pb2, engineer_pb2_grpc
 
 SMOKE = common_pb2.Budget(preset=common_pb2.BUDGET_PRESET_SMOKE)
@@ -216,7 +217,9 @@ def test_list_kernels_and_baselines(stub: engineer_pb2_grpc.EngineerStub) -> Non
     assert all(b.origin == common_pb2.PROPOSAL_ORIGIN_BASELINE for b in baselines)
 
 
-def test_cancelling_an_evaluation_kills_its_sandbox(stub: engineer_pb2_grpc.EngineerStub) -> None:
+def test_cancelling_an_evaluation_kills_its_sandbox(
+    engineer: RunningService, stub: engineer_pb2_grpc.EngineerStub
+) -> None:
     request = engineer_pb2.EvaluateRequest(experiment_id="cancel-me", proposal=source(layers.INFINITE_LOOP))
     call = stub.Evaluate(request, timeout=120)
     for event in call:
@@ -224,26 +227,30 @@ def test_cancelling_an_evaluation_kills_its_sandbox(stub: engineer_pb2_grpc.Engi
             common_pb2.EVALUATION_STAGE_FUNCTIONAL_CHECKS
         ):
             break
+    assert _sandbox_processes(engineer.process.pid), "the sandbox should be running now"
     call.cancel()
-    sandboxes = _sandbox_processes
     for _ in range(100):
-        if not sandboxes():
+        if not _sandbox_processes(engineer.process.pid):
             break
         threading.Event().wait(0.1)
-    assert not sandboxes()
+    assert not _sandbox_processes(engineer.process.pid)
 
 
-def _sandbox_processes() -> list[str]:
+def _sandbox_processes(engineer_pid: int) -> list[str]:
+    """This engineer's sandbox processes: their folder, on their command line, carries its pid
+    (other runs on the machine have sandboxes of their own)."""
     import os
 
+    mine = f"{WORKDIR_PREFIX}{engineer_pid}-"
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as handle:
-                if b"asiarch.engineer.sandbox_child" in handle.read():
-                    found.append(pid)
+                arguments = handle.read().decode(errors="replace").split("\0")
         except OSError:
             continue
+        if "asiarch.engineer.sandbox_child" in arguments and any(mine in argument for argument in arguments):
+            found.append(pid)
     return found
 
 
