@@ -33,6 +33,12 @@ class BudgetPreset(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     BUDGET_PRESET_CPU: _ClassVar[BudgetPreset]
     BUDGET_PRESET_GPU: _ClassVar[BudgetPreset]
 
+class Precision(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PRECISION_UNSPECIFIED: _ClassVar[Precision]
+    PRECISION_FP32: _ClassVar[Precision]
+    PRECISION_BF16_AUTOCAST: _ClassVar[Precision]
+
 class EvaluationStage(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     EVALUATION_STAGE_UNSPECIFIED: _ClassVar[EvaluationStage]
@@ -83,6 +89,9 @@ BUDGET_PRESET_UNSPECIFIED: BudgetPreset
 BUDGET_PRESET_SMOKE: BudgetPreset
 BUDGET_PRESET_CPU: BudgetPreset
 BUDGET_PRESET_GPU: BudgetPreset
+PRECISION_UNSPECIFIED: Precision
+PRECISION_FP32: Precision
+PRECISION_BF16_AUTOCAST: Precision
 EVALUATION_STAGE_UNSPECIFIED: EvaluationStage
 EVALUATION_STAGE_QUEUED: EvaluationStage
 EVALUATION_STAGE_STATIC_CHECKS: EvaluationStage
@@ -136,7 +145,7 @@ class Proposal(_message.Message):
     def __init__(self, name: _Optional[str] = ..., motivation: _Optional[str] = ..., source: _Optional[_Union[ArchitectureSource, _Mapping]] = ..., spec_json: _Optional[str] = ..., origin: _Optional[_Union[ProposalOrigin, str]] = ..., generator: _Optional[str] = ..., reference_only: _Optional[bool] = ...) -> None: ...
 
 class Budget(_message.Message):
-    __slots__ = ("preset", "train_steps", "batch_size", "seq_len", "d_model", "n_layers", "n_heads", "learning_rate", "wall_clock_seconds", "device", "rung", "max_parameters", "seed", "promote_below_loss")
+    __slots__ = ("preset", "train_steps", "batch_size", "seq_len", "d_model", "n_layers", "n_heads", "learning_rate", "wall_clock_seconds", "device", "rung", "max_parameters", "seed", "promote_below_loss", "precision")
     PRESET_FIELD_NUMBER: _ClassVar[int]
     TRAIN_STEPS_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -151,6 +160,7 @@ class Budget(_message.Message):
     MAX_PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     PROMOTE_BELOW_LOSS_FIELD_NUMBER: _ClassVar[int]
+    PRECISION_FIELD_NUMBER: _ClassVar[int]
     preset: BudgetPreset
     train_steps: int
     batch_size: int
@@ -165,7 +175,8 @@ class Budget(_message.Message):
     max_parameters: int
     seed: int
     promote_below_loss: float
-    def __init__(self, preset: _Optional[_Union[BudgetPreset, str]] = ..., train_steps: _Optional[int] = ..., batch_size: _Optional[int] = ..., seq_len: _Optional[int] = ..., d_model: _Optional[int] = ..., n_layers: _Optional[int] = ..., n_heads: _Optional[int] = ..., learning_rate: _Optional[float] = ..., wall_clock_seconds: _Optional[float] = ..., device: _Optional[str] = ..., rung: _Optional[int] = ..., max_parameters: _Optional[int] = ..., seed: _Optional[int] = ..., promote_below_loss: _Optional[float] = ...) -> None: ...
+    precision: Precision
+    def __init__(self, preset: _Optional[_Union[BudgetPreset, str]] = ..., train_steps: _Optional[int] = ..., batch_size: _Optional[int] = ..., seq_len: _Optional[int] = ..., d_model: _Optional[int] = ..., n_layers: _Optional[int] = ..., n_heads: _Optional[int] = ..., learning_rate: _Optional[float] = ..., wall_clock_seconds: _Optional[float] = ..., device: _Optional[str] = ..., rung: _Optional[int] = ..., max_parameters: _Optional[int] = ..., seed: _Optional[int] = ..., promote_below_loss: _Optional[float] = ..., precision: _Optional[_Union[Precision, str]] = ...) -> None: ...
 
 class LossPoint(_message.Message):
     __slots__ = ("step", "train_loss", "val_loss", "elapsed_seconds")
