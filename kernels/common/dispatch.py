@@ -166,10 +166,13 @@ def run(
         q, k = l2norm(q), l2norm(k)
     core = _core(form, q)
     args = (core, scale, output_final_state, reverse, normalize)
-    if cu_seqlens is None:
-        o, final = _run_batch(*args, q, k, v, g, beta, initial_state)
-    else:
-        o, final = _run_varlen(*args, q, k, v, g, beta, initial_state, cu_seqlens.tolist())
+    # The cores fix their own compute dtype (fp32 inside, the output in v's dtype), like FLA's Triton
+    # kernels, which autocast never reaches: under a bf16 autocast it must not recast their matmuls.
+    with torch.autocast(q.device.type, enabled=False):
+        if cu_seqlens is None:
+            o, final = _run_batch(*args, q, k, v, g, beta, initial_state)
+        else:
+            o, final = _run_varlen(*args, q, k, v, g, beta, initial_state, cu_seqlens.tolist())
     if final is not None and state_v_first:
         final = final.transpose(-1, -2)
     return o, final

@@ -2,7 +2,10 @@
 
 A preset fills every field; a request may override any of them. The same
 resolved dict is used by the functional checks, the training run and the
-record of the evaluation, so what was run is exactly what is reported.
+record of the evaluation, so what was run is exactly what is reported. That
+includes the precision (PRECISIONS): each preset holds its default, chosen
+from the measurements in docs/benchmarks.md, and this module is the only
+place that decides it.
 """
 
 from __future__ import annotations
@@ -12,6 +15,11 @@ from typing import Any
 
 from asiarch.common.devices import DEVICE_PATTERN, DEVICES
 
+# The budget's precision: "fp32" runs everything in float32 without autocast; "bf16-autocast" runs the forward
+# passes under torch.autocast(dtype=bfloat16), as ASI-Arch trains (asiarch.engineer.precision applies it).
+FP32 = "fp32"
+BF16_AUTOCAST = "bf16-autocast"
+PRECISIONS = (FP32, BF16_AUTOCAST)
 PRESETS: dict[str, dict[str, Any]] = {
     # Seconds per candidate: wiring checks and tests. The numbers are noise.
     "smoke": {
@@ -30,6 +38,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "mqar_vocab": 64,
         "mqar_settings": [(32, 2), (32, 4), (64, 4)],
         "eval_batches": 2,
+        "precision": FP32,
     },
     # The default: one candidate's first rung in about two minutes on 2 cores.
     "cpu": {
@@ -52,6 +61,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "mqar_vocab": 64,
         "mqar_settings": [(32, 4), (64, 8), (64, 16)],
         "eval_batches": 8,
+        "precision": FP32,
     },
     # ASI-Arch's exploration scale: 8 layers, d_model 256, 8 heads, 2,000 steps, context 2,048.
     "gpu": {
@@ -71,6 +81,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "mqar_vocab": 8192,
         "mqar_settings": [(256, 16), (512, 32), (1024, 64)],
         "eval_batches": 32,
+        "precision": BF16_AUTOCAST,
     },
 }
 DEFAULT_PRESET = "cpu"
@@ -102,10 +113,11 @@ def resolve(
     seed: int = 0,
     device: str = "cpu",
     wall_factor: float = 1.0,
+    precision: str | None = None,
 ) -> dict[str, Any]:
     """The budget to run: the preset, the overrides, the rung's steps. A preset's wall-clock limit grows
     with the rung's steps and with `wall_factor` (the engineer's step-time calibration); a limit the
-    caller set is used as given."""
+    caller set is used as given. `precision` None is the preset's."""
     if preset not in PRESETS:
         raise BudgetError(f"budget.preset: unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
     if rung not in RUNG_STEP_FACTOR:
@@ -121,6 +133,8 @@ def resolve(
     if "wall_clock_seconds" not in (overrides or {}):
         budget["wall_clock_seconds"] = budget["wall_clock_seconds"] * factor * wall_factor
     budget.update(preset=preset, rung=rung, seed=seed, device=device or "cpu")
+    if precision is not None:
+        budget["precision"] = precision
     _validate(budget)
     return budget
 
@@ -146,6 +160,9 @@ def _validate(budget: dict[str, Any]) -> None:
     device = budget["device"]
     if DEVICE_PATTERN.fullmatch(device) is None:
         raise BudgetError(f"budget.device must be {DEVICES}, got {device!r}")
+    if budget["precision"] not in PRECISIONS:
+        valid = ", ".join(PRECISIONS)
+        raise BudgetError(f"budget.precision must be one of {valid}, got {budget['precision']!r}")
 
 
 def resolve_rung_two(budget: dict[str, Any]) -> dict[str, Any]:
@@ -153,4 +170,11 @@ def resolve_rung_two(budget: dict[str, Any]) -> dict[str, Any]:
     overrides = {key: budget[key] for key in OVERRIDABLE}
     overrides["train_steps"] = budget["train_steps"] // RUNG_STEP_FACTOR[1]
     overrides["wall_clock_seconds"] = budget["wall_clock_seconds"] * RUNG_STEP_FACTOR[2] / RUNG_STEP_FACTOR[1]
-    return resolve(budget["preset"], overrides, rung=2, seed=budget["seed"], device=budget["device"])
+    return resolve(
+        budget["preset"],
+        overrides,
+        rung=2,
+        seed=budget["seed"],
+        device=budget["device"],
+        precision=budget["precision"],
+    )

@@ -1,4 +1,10 @@
-"""Between the worker's plain dicts and the contract's messages."""
+"""Between the worker's plain dicts and the contract's messages.
+
+A Budget's enums become the names asiarch.engineer.budgets resolves
+(BUDGET_PRESET_CPU is "cpu", PRECISION_BF16_AUTOCAST is "bf16-autocast"); the
+resolved budget goes back into the Evaluation with every field set, the
+precision that ran included.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +27,13 @@ PRESET_NAMES = {
     common_pb2.BUDGET_PRESET_GPU: "gpu",
 }
 PRESET_ENUMS = {name: value for value, name in PRESET_NAMES.items()}
+# PRECISION_BF16_AUTOCAST is "bf16-autocast"; UNSPECIFIED (0) is no name: the preset's default.
+PRECISION_NAMES = {
+    value: name.removeprefix("PRECISION_").lower().replace("_", "-")
+    for name, value in common_pb2.Precision.items()
+    if value
+}
+PRECISION_ENUMS = {name: value for value, name in PRECISION_NAMES.items()}
 
 
 def budget_from_proto(
@@ -36,6 +49,7 @@ def budget_from_proto(
         seed=budget.seed,
         device=budget.device or default_device,
         wall_factor=wall_factor,
+        precision=PRECISION_NAMES.get(budget.precision),
     )
 
 
@@ -45,6 +59,7 @@ def budget_to_proto(budget: dict[str, Any]) -> common_pb2.Budget:
         device=budget["device"],
         rung=budget["rung"],
         seed=budget["seed"],
+        precision=PRECISION_ENUMS[budget["precision"]],
     )
     for field in OVERRIDABLE:
         setattr(message, field, budget[field])
@@ -67,6 +82,7 @@ def check_to_proto(check: dict[str, Any]) -> common_pb2.CheckResult:
         stage=common_pb2.EVALUATION_STAGE_FUNCTIONAL_CHECKS,
         passed=bool(check["passed"]),
         message=check.get("message", ""),
+        line=int(check.get("line", 0)),
         duration_seconds=float(check.get("duration_seconds", 0.0)),
         measurements={k: float(v) for k, v in check.get("measurements", {}).items()},
     )

@@ -2,7 +2,10 @@
 
 Byte-level language modelling with a held-out split (validation loss and bits
 per byte), then MQAR at several (seq_len, kv_pairs) settings (accuracy per
-setting). Deterministic for a seed on CPU.
+setting). Deterministic for a seed on CPU. Every forward pass runs under the
+budget's precision (asiarch.engineer.precision: float32, or bf16 autocast);
+the loss is computed in float32 outside it, and AdamW keeps float32 weights
+(autocast never changes a parameter's dtype), so no gradient scaling is needed.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import torch.nn.functional as F
 from asiarch.engineer import mqar
 from asiarch.engineer.backbone import LanguageModel
 from asiarch.engineer.corpus import Corpus, batches
+from asiarch.engineer.precision import autocast
 
 Emit = Callable[[dict[str, Any]], None]
 BYTE_VOCAB = 256
@@ -42,9 +46,15 @@ def _optimizer(model: torch.nn.Module, lr: float, steps: int) -> tuple[Any, Any]
 
 
 def _step(
-    model: torch.nn.Module, optimizer: Any, scheduler: Any, inputs: torch.Tensor, targets: torch.Tensor
+    model: torch.nn.Module,
+    optimizer: Any,
+    scheduler: Any,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    precision: str,
 ) -> float:
-    logits = model(inputs)
+    with autocast(precision, inputs.device):
+        logits = model(inputs)
     loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=mqar.IGNORE)
     if not torch.isfinite(loss):
         raise FloatingPointError(f"training loss became {loss.item()}")
@@ -76,7 +86,8 @@ def _validation_loss(
     total = 0.0
     for _ in range(budget["eval_batches"]):
         window = batches(data, budget["batch_size"], budget["seq_len"], generator).to(device)
-        logits = model(window[:, :-1])
+        with autocast(budget["precision"], device):
+            logits = model(window[:, :-1])
         total += F.cross_entropy(logits.float().flatten(0, 1), window[:, 1:].flatten()).item()
     model.train()
     return total / budget["eval_batches"]
@@ -88,7 +99,9 @@ def _compile_warmup(model: torch.nn.Module, budget: dict[str, Any], device: torc
         return 0.0
     started = time.perf_counter()
     tokens = torch.randint(0, BYTE_VOCAB, (budget["batch_size"], budget["seq_len"]), device=device)
-    model(tokens).float().mean().backward()
+    with autocast(budget["precision"], device):  # compile the kernels for the dtypes training runs
+        logits = model(tokens)
+    logits.float().mean().backward()
     model.zero_grad(set_to_none=True)
     _sync(device)
     return time.perf_counter() - started
@@ -112,7 +125,7 @@ def train_language_model(
     loss = float("nan")
     for step in range(1, steps + 1):
         window = batches(corpus.train, budget["batch_size"], budget["seq_len"], generator).to(device)
-        loss = _step(model, optimizer, scheduler, window[:, :-1], window[:, 1:])
+        loss = _step(model, optimizer, scheduler, window[:, :-1], window[:, 1:], budget["precision"])
         now = time.perf_counter()
         if step % every == 0 or step == steps:
             curve.append({"step": step, "train_loss": loss, "elapsed_seconds": now - started})
@@ -157,7 +170,7 @@ def run_mqar(layer_type: type[torch.nn.Module], budget: dict[str, Any], emit: Em
     for step in range(1, steps + 1):
         length, pairs = settings[step % len(settings)]
         inputs, labels = mqar.generate(batch, length, pairs, vocab, generator)
-        loss = _step(model, optimizer, scheduler, inputs.to(device), labels.to(device))
+        loss = _step(model, optimizer, scheduler, inputs.to(device), labels.to(device), budget["precision"])
         if time.perf_counter() - last_emit >= PROGRESS_EVERY_SECONDS or step == steps:
             emit(
                 {"type": "progress", "stage": "benchmarks", "step": step, "total_steps": steps, "loss": loss}
@@ -169,7 +182,8 @@ def run_mqar(layer_type: type[torch.nn.Module], budget: dict[str, Any], emit: Em
     with torch.no_grad():
         for length, pairs in settings:
             inputs, labels = mqar.generate(EVAL_EXAMPLES, length, pairs, vocab, evaluation)
-            predictions = model(inputs.to(device)).argmax(-1).cpu()
+            with autocast(budget["precision"], device):
+                predictions = model(inputs.to(device)).argmax(-1).cpu()
             scored = labels != mqar.IGNORE
             accuracy = (predictions[scored] == labels[scored]).float().mean().item()
             scores.append(

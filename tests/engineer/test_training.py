@@ -59,6 +59,7 @@ def test_the_calibration_factor_never_shrinks_a_limit_and_is_capped() -> None:
         ({"overrides": {"learning_rate": -1.0}}, "budget.learning_rate must be > 0"),
         ({"rung": 3}, "budget.rung must be 1 or 2"),
         ({"device": "tpu"}, "budget.device"),
+        ({"precision": "fp16"}, "budget.precision must be one of fp32, bf16-autocast"),
     ],
 )
 def test_bad_budgets_name_the_field(kwargs: dict[str, object], message: str) -> None:
