@@ -82,6 +82,18 @@ def budget_presets() -> dict[str, int]:
 
 
 @functools.cache
+def precisions() -> dict[str, int]:
+    """--precision names and their Precision values: PRECISION_BF16_AUTOCAST is "bf16-autocast"."""
+    enum = _contract_enum("Precision", "PRECISION_")
+    return {name.replace("_", "-"): value for name, value in enum.items()}
+
+
+def precision_value(precision: str | None) -> int:
+    """Budget.precision for a --precision name; None is PRECISION_UNSPECIFIED (0): the preset's default."""
+    return precisions()[precision] if precision else 0
+
+
+@functools.cache
 def proposal_modes() -> dict[str, int]:
     """--mode names and their ProposalMode values."""
     return _contract_enum("ProposalMode", "PROPOSAL_MODE_")
@@ -99,6 +111,7 @@ def _llm_backends() -> tuple[str, ...]:
 
 
 BUDGETS = Choices(budget_presets)
+PRECISIONS = Choices(precisions)
 MODES = Choices(proposal_modes)
 LLM_BACKENDS = Choices(_llm_backends)
 

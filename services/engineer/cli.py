@@ -14,7 +14,15 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from asiarch.common.cli import BUDGETS, budget_presets, in_repository, matching, output_path
+from asiarch.common.cli import (
+    BUDGETS,
+    PRECISIONS,
+    budget_presets,
+    in_repository,
+    matching,
+    output_path,
+    precision_value,
+)
 from asiarch.common.devices import DEVICE_PATTERN, DEVICES
 from asiarch.engineer.baseline_table import BaselineTable, page
 
@@ -40,10 +48,11 @@ def _source(path: Path, class_name: str) -> object:
 
 async def _validate(args: argparse.Namespace) -> int:
     from asiarch.common.client import open_channel
-    from asiarch.v1 import engineer_pb2, engineer_pb2_grpc
+    from asiarch.v1 import common_pb2, engineer_pb2, engineer_pb2_grpc
 
     request = engineer_pb2.ValidateRequest(
         source=_source(args.file, args.class_name),
+        budget=common_pb2.Budget(precision=precision_value(args.precision)),
         reference_only=args.reference,
         static_only=args.static_only,
     )
@@ -93,7 +102,9 @@ async def _evaluate(args: argparse.Namespace) -> int:
         proposal=common_pb2.Proposal(
             name=args.file.stem, source=_source(args.file, args.class_name), reference_only=args.reference
         ),
-        budget=common_pb2.Budget(preset=preset, device=args.device or "", seed=args.seed),
+        budget=common_pb2.Budget(
+            preset=preset, device=args.device or "", seed=args.seed, precision=precision_value(args.precision)
+        ),
     )
     result = None
     async with _engineer(args.engineer) as address, open_channel(address, auth_token=_token()) as channel:
@@ -134,7 +145,9 @@ def _print_summary(result: object) -> None:
             print(f"{score.name}: {score.score:.3f}")
 
 
-async def _evaluate_baseline(stub: object, proposal: object, preset: int, seed: int) -> tuple[object, float]:
+async def _evaluate_baseline(
+    stub: object, proposal: object, preset: int, seed: int, precision: int
+) -> tuple[object, float]:
     import time
 
     from asiarch.v1 import common_pb2, engineer_pb2
@@ -143,7 +156,7 @@ async def _evaluate_baseline(stub: object, proposal: object, preset: int, seed: 
     request = engineer_pb2.EvaluateRequest(
         experiment_id=f"baseline-{proposal.name}-s{seed}",  # type: ignore[attr-defined]
         proposal=proposal,
-        budget=common_pb2.Budget(preset=preset, seed=seed),
+        budget=common_pb2.Budget(preset=preset, seed=seed, precision=precision),
         max_repairs=0,
     )
     result = None
@@ -171,7 +184,9 @@ async def _baselines(args: argparse.Namespace) -> int:
         proposals = (await stub.ListBaselines(engineer_pb2.ListBaselinesRequest())).baselines
         for seed in seeds:
             for proposal in proposals:
-                result, seconds = await _evaluate_baseline(stub, proposal, preset, seed)
+                result, seconds = await _evaluate_baseline(
+                    stub, proposal, preset, seed, precision_value(args.precision)
+                )
                 runs.setdefault(proposal.name, []).append((result, seconds))
                 status = common_pb2.EvaluationStatus.Name(result.status)
                 print(f"{proposal.name} seed {seed}: {status} ({seconds:.0f} s)", file=sys.stderr)
@@ -203,6 +218,16 @@ def _add_budget(cmd: argparse.ArgumentParser, default: str) -> None:
         "--budget", choices=BUDGETS, metavar="PRESET", default=default, help="budget preset: %(choices)s"
     )
     cmd.add_argument("--seed", type=int, default=0, help="seed of the training run")
+    _add_precision(cmd)
+
+
+def _add_precision(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        metavar="P",
+        help="numeric precision of the checks, training and MQAR: %(choices)s (default: the preset's)",
+    )
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -219,6 +244,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         )
         if name == "validate":
             cmd.add_argument("--static-only", action="store_true", help="static checks only; run nothing")
+            _add_precision(cmd)
             cmd.add_argument("--json", action="store_true", help="print the ValidateResponse as JSON")
         else:
             _add_budget(cmd, "smoke")

@@ -10,9 +10,10 @@ otherwise (it is recorded in `run.json`).
     {"run_id": str, "state": "running" | "finished" | "stopped" | "failed",
      "started_at": ISO-8601, "updated_at": ISO-8601, "pid": int,
      "cycles_done": int, "cycles_planned": int | null, "time_budget_minutes": float | null,
-     "options": {"strategy", "mode", "llm", "budget", "seed", "parallel"},
+     "options": {"strategy", "mode", "llm", "budget", "precision", "seed", "parallel"},
          (mode: what was asked for after defaults: null = the researcher chose; llm: null when nothing
-          started here uses an LLM)
+          started here uses an LLM; precision: null = the budget preset's default, and each evaluation's
+          budget records the precision that ran)
      "proposed": {origin: count} (how the candidates were actually produced, e.g. {"dsl_mutation": 2}),
      "services": {"selector": addr, "researcher": addr, "engineer": [addr, ...], "analyst": addr},
      "local_services": [names started by this run], "local_pids": {name: pid at start},

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from asiarch.common.cli import BUDGETS, LLM_BACKENDS, MODES, Choices, matching
+from asiarch.common.cli import BUDGETS, LLM_BACKENDS, MODES, PRECISIONS, Choices, matching
 from asiarch.common.devices import DEVICE_PATTERN, DEVICES
 from asiarch.common.errors import ConfigError
 from asiarch.orchestrator.config import DEFAULT_CONFIRM_SEEDS, split_addresses
@@ -84,6 +84,7 @@ async def _discover(args: argparse.Namespace) -> int:
         strategy=args.strategy,
         mode=mode,
         budget=args.budget,
+        precision=args.precision,
         device=args.device or "",
         seed=args.seed,
         parallel=args.parallel,
@@ -105,6 +106,7 @@ async def _discover(args: argparse.Namespace) -> int:
             "mode": mode,
             "llm": llm,
             "budget": args.budget,
+            "precision": args.precision,
             "seed": args.seed,
             "parallel": args.parallel,
             "confirm_seeds": args.confirm_seeds,
@@ -176,6 +178,7 @@ async def _confirm(args: argparse.Namespace) -> int:
     options = Options(
         run_id=run.run_id,
         budget=recorded.get("budget", "cpu"),
+        precision=recorded.get("precision"),
         seed=int(recorded.get("seed", 0)),
         device=args.device or "",
         parallel=args.parallel,
@@ -361,6 +364,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     cmd.add_argument(
         "--budget", choices=BUDGETS, metavar="PRESET", default="cpu", help="training budget: %(choices)s"
+    )
+    cmd.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        metavar="P",
+        help="numeric precision of every evaluation: %(choices)s (default: the budget preset's)",
     )
     cmd.add_argument(
         "--device",

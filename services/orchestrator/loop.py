@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import grpc
 import structlog
 
-from asiarch.common.cli import budget_presets, proposal_mode_value
+from asiarch.common.cli import budget_presets, precision_value, proposal_mode_value
 from asiarch.common.source import SourceError, parse_source
 from asiarch.orchestrator.config import DEFAULT_CONFIRM_SEEDS
 from asiarch.orchestrator.retry import retrying
@@ -45,6 +45,7 @@ class Options:
     strategy: str = "asi-arch"
     mode: str | None = None  # None: the researcher chooses (code with an LLM, DSL without)
     budget: str = "cpu"
+    precision: str | None = None  # None: the budget preset's default, decided by the engineer
     device: str = ""
     seed: int = 0
     parallel: int = 1
@@ -151,7 +152,11 @@ class Discovery:
 
     def _budget(self, seed: int, rung: int) -> common_pb2.Budget:
         return common_pb2.Budget(
-            preset=budget_presets()[self.options.budget], device=self.options.device, seed=seed, rung=rung
+            preset=budget_presets()[self.options.budget],
+            precision=precision_value(self.options.precision),
+            device=self.options.device,
+            seed=seed,
+            rung=rung,
         )
 
     async def evaluate(
