@@ -5,6 +5,14 @@ resumed from the store. Experiment ids are minted before any work (baselines:
 `<run>.base.<name>`, candidates: `<run>.c<cycle>.<slot>`) and recorded as
 PENDING with their proposal before evaluation, so a retried or resumed step
 re-uses the same id and proposal and the analyst never holds a duplicate.
+
+Seeds are experiments recorded before the loop at cycle 0 that are not
+baselines (`asiarch import asi-arch` records them PENDING, ids
+`<run>.seed.<name>`). The loop trains every unfinished seed right after the
+baselines, as published (no repair), with the run's budget, so their fitness
+is measured against the same baselines as everything else. Once a seed has
+succeeded, the run searches from the imported pool: the baselines go to the
+selector as reference-only (scored yardsticks and references, never parents).
 """
 
 from __future__ import annotations
@@ -80,6 +88,15 @@ def candidate_id(run_id: str, cycle: int, slot: int) -> str:
 
 def baseline_id(run_id: str, name: str) -> str:
     return f"{run_id}.base.{name}"
+
+
+def seed_id(run_id: str, name: str) -> str:
+    return f"{run_id}.seed.{name}"
+
+
+def is_seed(experiment: common_pb2.Experiment) -> bool:
+    """Recorded before the loop (cycle 0) without being a baseline: an imported architecture."""
+    return experiment.cycle == 0 and not experiment.is_baseline and not experiment.replicate_of
 
 
 def replicate_id(experiment_id: str, seed: int, rung: int) -> str:
@@ -210,23 +227,34 @@ class Discovery:
         await self._bounded([self._baseline(p) for p in todo])
 
     async def _baseline(self, proposal: common_pb2.Proposal) -> None:
-        experiment_id = baseline_id(self.options.run_id, proposal.name)
-        self.display.started(experiment_id, f"baseline {proposal.name}")
-        # A baseline is the yardstick: a "repaired" baseline would measure someone else's layer.
-        evaluation = await self.evaluate(experiment_id, proposal, None, repairable=False)
-        stored = await self.record(
-            common_pb2.Experiment(
-                id=experiment_id,
-                run_id=self.options.run_id,
-                name=proposal.name,
-                cycle=0,
-                is_baseline=True,
-                proposal=proposal,
-                evaluation=evaluation,
-                created_at=_now(),
-            )
+        experiment = common_pb2.Experiment(
+            id=baseline_id(self.options.run_id, proposal.name),
+            run_id=self.options.run_id,
+            name=proposal.name,
+            cycle=0,
+            is_baseline=True,
+            proposal=proposal,
+            created_at=_now(),
         )
-        self.display.finished(experiment_id, stored)
+        await self._as_published(experiment, f"baseline {proposal.name}")
+
+    async def evaluate_seeds(self, stored: dict[str, common_pb2.Experiment]) -> None:
+        """Train the imported seeds not yet evaluated (a resumed run trains only what is left)."""
+        todo = [e for e in stored.values() if is_seed(e) and e.status not in TERMINAL]
+        if todo:
+            self.display.note(f"evaluating {len(todo)} imported seed(s)")
+        await self._bounded([self._as_published(e, f"seed {e.name}") for e in todo])
+
+    async def _as_published(self, experiment: common_pb2.Experiment, label: str) -> None:
+        """Evaluate and record a baseline or a seed. Never repaired: a baseline is the yardstick, a seed is
+        someone's published design, and a "repaired" one would measure another layer."""
+        self.display.started(experiment.id, label)
+        evaluation = await self.evaluate(experiment.id, experiment.proposal, None, repairable=False)
+        final = common_pb2.Experiment()
+        final.CopyFrom(experiment)
+        final.status = common_pb2.EXPERIMENT_STATUS_UNSPECIFIED  # the analyst derives it from the evaluation
+        final.evaluation.CopyFrom(evaluation)
+        self.display.finished(experiment.id, await self.record(final))
 
     async def _bounded(self, jobs: Sequence[Awaitable[None]]) -> None:
         gate = asyncio.Semaphore(self.options.parallel)
@@ -328,7 +356,7 @@ class Discovery:
 
     def first_cycle(self, stored: Sequence[common_pb2.Experiment]) -> int:
         """1 for a new run; on resume, the first cycle with unfinished or missing work."""
-        cycles = [e.cycle for e in stored if not e.is_baseline]
+        cycles = [e.cycle for e in stored if e.cycle > 0]  # cycle 0: baselines and imported seeds
         if not cycles:
             return 1
         last = max(cycles)
@@ -354,6 +382,7 @@ class Discovery:
             )
         stored = {e.id: e for e in await self.experiments()}
         await self.seed_baselines(stored)
+        await self.evaluate_seeds(stored)
         cycle = self.first_cycle(list(stored.values()))
         done = 0
         while (self.options.cycles is None or cycle <= self.options.cycles) and not self.out_of_time():
@@ -368,7 +397,14 @@ class Discovery:
         population = await self.experiments()
         by_id = {e.id: e for e in population}
         succeeded = [e for e in population if e.status == common_pb2.EXPERIMENT_STATUS_SUCCEEDED]
-        selectable = [e for e in succeeded if not e.proposal.reference_only]
+        # With an imported pool the search starts from it; the baselines stay the yardstick.
+        pool = any(is_seed(e) for e in succeeded)
+
+        def reference_only(e: common_pb2.Experiment) -> bool:
+            return e.proposal.reference_only or (pool and e.is_baseline)
+
+        selectable = [e for e in succeeded if not reference_only(e)]
+        candidates = {e.id for e in succeeded}
         if not selectable:
             raise RuntimeError(
                 "no successfully evaluated, selectable experiment to build on (see the engineer log)"
@@ -382,10 +418,11 @@ class Discovery:
                 selector_pb2.Candidate(
                     id=e.id,
                     name=e.name,
-                    parent_id=e.parent_ids[0] if e.parent_ids and e.parent_ids[0] in by_id else "",
+                    # A parent that failed (an imported seed's) is not a candidate: the lineage stops there.
+                    parent_id=e.parent_ids[0] if e.parent_ids and e.parent_ids[0] in candidates else "",
                     fitness=e.fitness.total,
                     metrics=e.evaluation.metrics,
-                    reference_only=e.proposal.reference_only,
+                    reference_only=reference_only(e),
                 )
                 for e in succeeded
             ],
