@@ -14,22 +14,14 @@ from typing import Any
 import pytest
 import torch
 from asi_arch_style import PROGRAM_FP32, PROGRAM_FUTURE
-from layers import GOOD, layer
+from layers import GOOD, SANDBOX_BUDGET, layer
 from torch import nn
 
 from asiarch.engineer.candidate import CompileShim, load_layer
 from asiarch.engineer.sandbox import SandboxLimits, SandboxResult, run_in_sandbox
 from asiarch.engineer.static_checks import run_static_checks
 
-BUDGET = {
-    "d_model": 32,
-    "n_layers": 2,
-    "n_heads": 2,
-    "max_parameters": 10_000_000,
-    "seed": 0,
-    "device": "cpu",
-    "precision": "fp32",  # the precision option (issue 17), read by the functional checks
-}
+BUDGET = SANDBOX_BUDGET
 
 # A layer that makes typing.TYPE_CHECKING true for its guard through a gadget the static checks cannot
 # see (update_wrapper sets attributes by name; it is set back after, as torch's own lazy imports need

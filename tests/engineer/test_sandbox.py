@@ -12,12 +12,13 @@ import time
 from typing import Any
 
 import pytest
+from layers import SANDBOX_BUDGET
 from layers import layer as build_layer
 
 from asiarch.engineer import sandbox
 from asiarch.engineer.sandbox import SandboxLimits, SandboxResult, run_in_sandbox
 
-BUDGET = {"d_model": 32, "n_layers": 2, "n_heads": 2, "max_parameters": 10_000_000, "seed": 0}
+BUDGET = SANDBOX_BUDGET
 
 
 def layer(init: str = "pass") -> str:

@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from layers import layer
+from layers import SANDBOX_BUDGET, layer
 
 from asiarch.engineer import cgroups, sandbox
 from asiarch.engineer.sandbox import SandboxLimits, SandboxResult, run_in_sandbox
 
-BUDGET = {"d_model": 32, "n_layers": 2, "n_heads": 2, "max_parameters": 10_000_000, "seed": 0}
+BUDGET = SANDBOX_BUDGET
 ROOT = os.getuid() == 0
 linux_only = pytest.mark.skipif(not Path("/proc/self/ns/user").exists(), reason="needs Linux namespaces")
 
