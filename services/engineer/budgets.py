@@ -38,6 +38,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "mqar_vocab": 64,
         "mqar_settings": [(32, 2), (32, 4), (64, 4)],
         "eval_batches": 2,
+        # bf16 autocast gave the same numbers in the same time here (docs/benchmarks.md); fp32 matches `cpu`.
         "precision": FP32,
     },
     # The default: one candidate's first rung in about two minutes on 2 cores.
@@ -61,6 +62,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "mqar_vocab": 64,
         "mqar_settings": [(32, 4), (64, 8), (64, 16)],
         "eval_batches": 8,
+        # On 2 CPU cores bf16 autocast was no faster and DeltaNet's MQAR fell on every seed
+        # (docs/benchmarks.md); docs/baselines.md and the noise floor were measured in fp32.
         "precision": FP32,
     },
     # ASI-Arch's exploration scale: 8 layers, d_model 256, 8 heads, 2,000 steps, context 2,048.
@@ -81,6 +84,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "mqar_vocab": 8192,
         "mqar_settings": [(256, 16), (512, 32), (1024, 64)],
         "eval_batches": 32,
+        # ASI-Arch's setup, which its layers' bf16 casts assume; not measured here (no GPU was lent).
         "precision": BF16_AUTOCAST,
     },
 }
