@@ -96,10 +96,8 @@ def failed(results: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def test_every_preset_has_a_default_precision_and_a_request_overrides_it() -> None:
-    assert {name: resolve(name)["precision"] for name in PRESETS} == {
-        name: preset["precision"] for name, preset in PRESETS.items()
-    }
-    assert all(preset["precision"] in PRECISIONS for preset in PRESETS.values())
+    # The defaults docs/benchmarks.md chose from measurements (and README states).
+    assert {name: resolve(name)["precision"] for name in PRESETS} == {"smoke": FP32, "cpu": FP32, "gpu": BF16}
     assert resolve("cpu", precision=BF16)["precision"] == BF16
     assert resolve("gpu", precision=FP32)["precision"] == FP32
     assert resolve_rung_two(resolve("smoke", precision=BF16))["precision"] == BF16  # promotion keeps it
