@@ -29,6 +29,7 @@ from typing import Any, overload
 
 from asiarch.common import health_check
 from asiarch.common.config import load_settings
+from asiarch.common.contract import budget_presets, precisions, proposal_modes
 from asiarch.common.errors import ConfigError
 from asiarch.common.logs import configure_logging
 from asiarch.common.server import ServiceDefinition, serve
@@ -67,36 +68,9 @@ class Choices(Sequence[str]):
         return ", ".join(self._values)
 
 
-def _contract_enum(enum_name: str, prefix: str) -> dict[str, int]:
-    """A contract enum as option values: BUDGET_PRESET_SMOKE is "smoke"; UNSPECIFIED (0) is no value."""
-    from asiarch.v1 import common_pb2
-
-    enum = getattr(common_pb2, enum_name)
-    return {name.removeprefix(prefix).lower(): value for name, value in enum.items() if value}
-
-
-@functools.cache
-def budget_presets() -> dict[str, int]:
-    """--budget names and their BudgetPreset values."""
-    return _contract_enum("BudgetPreset", "BUDGET_PRESET_")
-
-
-@functools.cache
-def precisions() -> dict[str, int]:
-    """--precision names and their Precision values: PRECISION_BF16_AUTOCAST is "bf16-autocast"."""
-    enum = _contract_enum("Precision", "PRECISION_")
-    return {name.replace("_", "-"): value for name, value in enum.items()}
-
-
 def precision_value(precision: str | None) -> int:
     """Budget.precision for a --precision name; None is PRECISION_UNSPECIFIED (0): the preset's default."""
     return precisions()[precision] if precision else 0
-
-
-@functools.cache
-def proposal_modes() -> dict[str, int]:
-    """--mode names and their ProposalMode values."""
-    return _contract_enum("ProposalMode", "PROPOSAL_MODE_")
 
 
 def proposal_mode_value(mode: str | None) -> int:

@@ -17,12 +17,12 @@ from pathlib import Path
 from asiarch.common.cli import (
     BUDGETS,
     PRECISIONS,
-    budget_presets,
     in_repository,
     matching,
     output_path,
     precision_value,
 )
+from asiarch.common.contract import budget_presets
 from asiarch.common.devices import DEVICE_PATTERN, DEVICES
 from asiarch.engineer.baseline_table import BaselineTable, page
 

@@ -386,8 +386,9 @@ class Importer:
 
 
 async def _import(args: argparse.Namespace) -> int:
-    from asiarch.common.cli import budget_presets, precision_value
+    from asiarch.common.cli import precision_value
     from asiarch.common.config import load_settings
+    from asiarch.common.contract import budget_presets
     from asiarch.common.logs import configure_logging
     from asiarch.orchestrator.access import live_analyst, read_run
     from asiarch.orchestrator.cli import _run_dir, _services

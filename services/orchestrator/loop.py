@@ -30,7 +30,8 @@ from typing import Any, Protocol
 import grpc
 import structlog
 
-from asiarch.common.cli import budget_presets, precision_value, proposal_mode_value
+from asiarch.common.cli import precision_value, proposal_mode_value
+from asiarch.common.contract import budget_presets
 from asiarch.common.source import SourceError, parse_source
 from asiarch.orchestrator.config import DEFAULT_CONFIRM_SEEDS
 from asiarch.orchestrator.retry import retrying
