@@ -27,6 +27,7 @@ from asiarch.analyst.recorder import Recorder
 from asiarch.analyst.repository import ExperimentRepository
 from asiarch.analyst.store import StoreUnreadable, open_database
 from asiarch.analyst.vectors import ANALYSES, COGNITION, MOTIVATIONS, Embedder, Hit, VectorIndex
+from asiarch.common import contract
 from asiarch.common.errors import ConfigError, InvalidArgument, NotFound, Unavailable
 from asiarch.common.llm import LLMSettings, create_llm
 from asiarch.common.server import ServiceDefinition, report_not_serving
@@ -214,8 +215,8 @@ class AnalystServicer(analyst_pb2_grpc.AnalystServicer):
             )
             for hit in found
         ]
-        novelty = max(0.0, min(1.0, 1.0 - matches[0].similarity)) if matches else 1.0
-        return analyst_pb2.FindSimilarResponse(matches=matches, novelty=novelty)
+        closest = contract.novelty(matches[0].similarity) if matches else 1.0
+        return analyst_pb2.FindSimilarResponse(matches=matches, novelty=closest)
 
     async def IngestCognition(
         self, request: analyst_pb2.IngestCognitionRequest, context: grpc.aio.ServicerContext

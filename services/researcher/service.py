@@ -15,6 +15,7 @@ import grpc
 import pydantic
 import structlog
 
+from asiarch.common import contract
 from asiarch.common.client import open_channel
 from asiarch.common.errors import InvalidArgument
 from asiarch.common.llm import LLMError, LLMSettings, Message, NoLLM, create_llm, generate_model
@@ -81,7 +82,7 @@ class ResearcherServicer(researcher_pb2_grpc.ResearcherServicer):
             )
         except grpc.aio.AioRpcError:
             return 0.0
-        return 1.0 - reply.novelty
+        return contract.similarity(reply.novelty)
 
     async def Propose(
         self, request: researcher_pb2.ProposeRequest, context: grpc.aio.ServicerContext
