@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import itertools
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -30,6 +29,7 @@ from asiarch.analyst.vectors import ANALYSES, COGNITION, MOTIVATIONS, Embedder, 
 from asiarch.common import contract
 from asiarch.common.errors import ConfigError, InvalidArgument, NotFound, Unavailable
 from asiarch.common.llm import LLMSettings, create_llm
+from asiarch.common.retry import Backoff, Policy
 from asiarch.common.server import ServiceDefinition, report_not_serving
 from asiarch.v1 import analyst_pb2, analyst_pb2_grpc, common_pb2
 
@@ -234,22 +234,32 @@ class AnalystServicer(analyst_pb2_grpc.AnalystServicer):
         return analyst_pb2.IngestCognitionResponse(ingested=ingested, unchanged=unchanged, total=total)
 
 
-async def _ingest_builtin(cognition: CognitionBase, attempt: int) -> bool:
-    """Ingest the shipped cognition base; False while the stores are unavailable."""
-    try:
-        ingested, unchanged, total = await cognition.ingest(builtin_entries())
-    except Unavailable as exc:
-        log.warning("cognition base not ingested yet; retrying", attempt=attempt, error=exc.message[:300])
-        return False
+async def _ingest_builtin(cognition: CognitionBase) -> None:
+    """Ingest the shipped cognition base."""
+    ingested, unchanged, total = await cognition.ingest(builtin_entries())
     log.info("cognition base ready", ingested=ingested, unchanged=unchanged, total=total)
-    return True
 
 
-async def _keep_ingesting(cognition: CognitionBase) -> None:
-    for attempt in itertools.count(2):
-        await asyncio.sleep(min(60.0, 5.0 * attempt))
-        if await _ingest_builtin(cognition, attempt):
-            return
+# The attempts after a first one (at start-up) that found the stores unavailable: 10 s, 15 s, ... 60 s apart.
+INGEST_RETRY = Policy(
+    lambda exc: isinstance(exc, Unavailable),
+    Backoff(10.0, step=5.0, cap=60.0),
+    event="cognition base not ingested yet; retrying",
+    log=log,
+    describe=lambda exc: {"error": str(exc)[:300]},
+)
+
+
+async def _start_ingesting(cognition: CognitionBase) -> asyncio.Task[None] | None:
+    """The first attempt now, so that a service whose stores are up starts with the cognition base; while
+    they are unavailable, the next ones in a background task (returned, to cancel at shutdown): a store
+    still coming up must not keep the service down."""
+    try:
+        await _ingest_builtin(cognition)
+    except Unavailable as exc:
+        ingest = functools.partial(_ingest_builtin, cognition)
+        return asyncio.create_task(INGEST_RETRY.call("cognition ingest", ingest, failed_first=exc))
+    return None
 
 
 async def _store_unreadable(server: grpc.aio.Server, error: StoreUnreadable) -> None:
@@ -294,9 +304,7 @@ async def lifespan(server: grpc.aio.Server, settings: AnalystSettings) -> AsyncI
             # start-up here rather than fail the first Record; a reader sets this off (see config.py).
             await vectors.ensure_collections()
         cognition = CognitionBase(database.collection("cognition"), vectors)
-        if settings.analyst_ingest_builtin and not await _ingest_builtin(cognition, attempt=1):
-            # A store that is still coming up must not keep the service down: retry in the background.
-            ingestion = asyncio.create_task(_keep_ingesting(cognition))
+        if settings.analyst_ingest_builtin and (ingestion := await _start_ingesting(cognition)):
             stack.callback(ingestion.cancel)
         llm = create_llm(llm_settings)
         if (start := getattr(llm, "start", None)) is not None:

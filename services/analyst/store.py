@@ -31,6 +31,7 @@ from bson.errors import InvalidBSON
 from asiarch.analyst.query import UnsupportedQuery, compile_filter, sort_documents
 from asiarch.analyst.query import fields as query_fields
 from asiarch.common.errors import Unavailable
+from asiarch.common.retry import Backoff, Policy
 
 log = structlog.get_logger("asiarch.analyst.store")
 
@@ -76,29 +77,27 @@ class Retrying:
         backoff_seconds: float = 0.2,
     ) -> None:
         self.inner, self.name, self.attempts = inner, name, attempts
-        self.transient, self.backoff_seconds = transient, backoff_seconds
+        self.policy = Policy(
+            # A duplicate id is the caller's answer, never the store's trouble.
+            lambda exc: isinstance(exc, transient) and not isinstance(exc, DuplicateId),
+            Backoff(backoff_seconds),
+            attempts=attempts,
+            event="store operation failed",
+            log=log.bind(collection=name),
+        )
 
     async def _call(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
-        for attempt in range(1, self.attempts + 1):
-            try:
-                return await call()
-            except DuplicateId:
+        try:
+            return await self.policy.call(operation, call)
+        except Exception as exc:
+            if not self.policy.retryable(exc):
                 raise
-            except self.transient as exc:
-                log.warning(
-                    "store operation failed",
-                    collection=self.name,
-                    operation=operation,
-                    attempt=attempt,
-                    error=f"{type(exc).__name__}: {exc}"[:500],
-                )
-                if attempt == self.attempts:
-                    raise Unavailable(
-                        f"the document store failed {operation} on {self.name!r} "
-                        f"{self.attempts} time(s): {type(exc).__name__}: {str(exc)[:300]}"
-                    ) from exc
-                await asyncio.sleep(self.backoff_seconds * 2 ** (attempt - 1))
-        raise AssertionError("unreachable")
+            failed = Unavailable(
+                f"the document store failed {operation} on {self.name!r} "
+                f"{self.attempts} time(s): {type(exc).__name__}: {str(exc)[:300]}"
+            )
+            log.warning("store operation failed; giving up", error=failed.message)  # the status has it too
+            raise failed from exc
 
     async def insert_one(self, document: Document) -> None:
         await self._call("insert", lambda: self.inner.insert_one(document))

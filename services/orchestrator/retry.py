@@ -1,4 +1,5 @@
-"""Retrying calls to services that may be restarting.
+"""Retrying calls to services that may be restarting (the rule; the policy's shape is
+`asiarch.common.retry`'s).
 
 UNAVAILABLE (a service restarting, a broken stream), RESOURCE_EXHAUSTED (an
 engineer with a full queue) and DEADLINE_EXCEEDED are retried with capped
@@ -13,17 +14,21 @@ handed to a handler, and gRPC reports those with no message of its own (details
 The client's own cancellation never arrives here: grpc.aio raises it as
 asyncio.CancelledError (the loop interrupted, a call cancelled, its channel
 closed), which is not caught, so stopping the loop stops its calls.
+
+gRPC's own service-config `retryPolicy` would change that for the unary calls: it retries by code alone
+(a CANCELLED the server explains too), makes at most 5 attempts, spends one call's timeout over all of its
+attempts (so a DEADLINE_EXCEEDED is never retried), draws waits from [0, backoff] and logs no retry.
 """
 
 from __future__ import annotations
 
-import asyncio
-import random
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 import structlog
+
+from asiarch.common.retry import Backoff, Policy
 
 log = structlog.get_logger("asiarch.discover")
 T = TypeVar("T")
@@ -36,12 +41,19 @@ RETRYABLE = {
 DROPPED_DETAILS = {"", "cancelled", "canceled"}
 
 
-def retryable(exc: grpc.aio.AioRpcError) -> bool:
+def retryable(exc: Exception) -> bool:
     """Whether a failed call may succeed if made again (see the module docstring)."""
+    if not isinstance(exc, grpc.aio.AioRpcError):
+        return False
     if exc.code() in RETRYABLE:
         return True
     dropped = (exc.details() or "").strip().lower() in DROPPED_DETAILS
     return exc.code() == grpc.StatusCode.CANCELLED and dropped
+
+
+def _status(exc: Exception) -> dict[str, Any]:
+    assert isinstance(exc, grpc.aio.AioRpcError)  # the only errors `retryable` accepts
+    return {"code": exc.code().name, "details": (exc.details() or "")[:200]}
 
 
 async def retrying(
@@ -52,20 +64,13 @@ async def retrying(
     first_wait: float = 1.0,
     max_wait: float = 30.0,
 ) -> T:
-    for attempt in range(1, attempts + 1):
-        try:
-            return await call()
-        except grpc.aio.AioRpcError as exc:
-            if not retryable(exc) or attempt == attempts:
-                raise
-            wait = min(max_wait, first_wait * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
-            log.warning(
-                "call failed; retrying",
-                call=what,
-                code=exc.code().name,
-                details=(exc.details() or "")[:200],
-                attempt=attempt,
-                wait_seconds=round(wait, 1),
-            )
-            await asyncio.sleep(wait)
-    raise AssertionError("unreachable")
+    """`call()`, made again (at most `attempts` times in all) while it fails retryably; waits double from
+    `first_wait` up to `max_wait`, jittered so that calls cut by one restart do not return at once."""
+    policy = Policy(
+        retryable,
+        Backoff(first_wait, cap=max_wait, jitter=True),
+        attempts=attempts,
+        log=log,
+        describe=_status,
+    )
+    return await policy.call(what, call)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import httpx2
+import structlog
 from huggingface_hub.errors import (
     HfHubHTTPError,
     InferenceTimeoutError,
@@ -17,13 +16,16 @@ from huggingface_hub.errors import (
 )
 
 from asiarch.common.llm.base import LLMError, LLMGenerationFailed, LLMRequestRejected, LLMUnavailable
+from asiarch.common.retry import Backoff, Policy
 
-logger = logging.getLogger(__name__)
+log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
 #: Statuses worth retrying: overloaded (429) and temporarily unavailable (502/503/504).
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
+#: What a call to an LLM server raises when the request failed on the way or at the server.
+HTTP_ERRORS = (HfHubHTTPError, httpx2.HTTPError, InferenceTimeoutError)
 
 
 def _status_of(error: BaseException) -> int | None:
@@ -100,28 +102,23 @@ async def call_with_retries(
 
     Any failure surfaces as an `LLMError` (see `map_error`).
     """
-    attempt = 0
-    while True:
-        try:
-            return await call()
-        except LLMError:
-            raise
-        except OfflineModeIsEnabled as error:
-            # HF_HUB_OFFLINE=1 makes huggingface_hub refuse every request, even to a local server.
-            raise LLMUnavailable(
-                f"LLM server {server} cannot be called: HF_HUB_OFFLINE is set ({error})"
-            ) from error
-        except (HfHubHTTPError, httpx2.HTTPError, InferenceTimeoutError) as error:
-            if attempt >= max_retries or not is_retryable(error):
-                raise map_error(error, server) from error
-            delay = min(max_backoff_seconds, backoff_seconds * (2**attempt))
-            attempt += 1
-            logger.warning(
-                "LLM server %s: %s; retry %d/%d in %.2fs",
-                server,
-                _server_message(error),
-                attempt,
-                max_retries,
-                delay,
-            )
-            await asyncio.sleep(delay)
+    policy = Policy(
+        _retryable,
+        Backoff(backoff_seconds, cap=max_backoff_seconds),
+        attempts=max_retries + 1,
+        event="LLM server unavailable; retrying",
+        log=log,
+        describe=lambda error: {"error": _server_message(error), "retries": max_retries},
+    )
+    try:
+        return await policy.call(server, call)
+    except OfflineModeIsEnabled as error:
+        # HF_HUB_OFFLINE=1 makes huggingface_hub refuse every request, even to a local server.
+        message = f"LLM server {server} cannot be called: HF_HUB_OFFLINE is set ({error})"
+        raise LLMUnavailable(message) from error
+    except HTTP_ERRORS as error:
+        raise map_error(error, server) from error
+
+
+def _retryable(error: Exception) -> bool:
+    return isinstance(error, HTTP_ERRORS) and is_retryable(error)
