@@ -1,16 +1,12 @@
-"""Between the worker's plain dicts and the contract's messages.
+"""Between the worker's plain dicts (checks, metrics, stage names) and the contract's messages.
 
-A Budget's enums become the names asiarch.engineer.budgets resolves
-(BUDGET_PRESET_CPU is "cpu", PRECISION_BF16_AUTOCAST is "bf16-autocast"); the
-resolved budget goes back into the Evaluation with every field set, the
-precision that ran included.
+The budget converts itself (asiarch.engineer.budgets.Budget.from_proto / to_proto).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from asiarch.engineer.budgets import OVERRIDABLE, resolve
 from asiarch.engineer.static_checks import StaticCheck
 from asiarch.v1 import common_pb2
 
@@ -21,49 +17,6 @@ STAGES = {
     "training": common_pb2.EVALUATION_STAGE_TRAINING,
     "benchmarks": common_pb2.EVALUATION_STAGE_BENCHMARKS,
 }
-PRESET_NAMES = {
-    common_pb2.BUDGET_PRESET_SMOKE: "smoke",
-    common_pb2.BUDGET_PRESET_CPU: "cpu",
-    common_pb2.BUDGET_PRESET_GPU: "gpu",
-}
-PRESET_ENUMS = {name: value for value, name in PRESET_NAMES.items()}
-# PRECISION_BF16_AUTOCAST is "bf16-autocast"; UNSPECIFIED (0) is no name: the preset's default.
-PRECISION_NAMES = {
-    value: name.removeprefix("PRECISION_").lower().replace("_", "-")
-    for name, value in common_pb2.Precision.items()
-    if value
-}
-PRECISION_ENUMS = {name: value for value, name in PRECISION_NAMES.items()}
-
-
-def budget_from_proto(
-    budget: common_pb2.Budget, default_preset: str, default_device: str, wall_factor: float = 1.0
-) -> dict[str, Any]:
-    """Resolve a Budget message into concrete numbers (raises budgets.BudgetError)."""
-    preset = PRESET_NAMES.get(budget.preset, default_preset)
-    overrides = {field: getattr(budget, field) for field in OVERRIDABLE if budget.HasField(field)}
-    return resolve(
-        preset,
-        overrides,
-        rung=budget.rung or 1,
-        seed=budget.seed,
-        device=budget.device or default_device,
-        wall_factor=wall_factor,
-        precision=PRECISION_NAMES.get(budget.precision),
-    )
-
-
-def budget_to_proto(budget: dict[str, Any]) -> common_pb2.Budget:
-    message = common_pb2.Budget(
-        preset=PRESET_ENUMS[budget["preset"]],
-        device=budget["device"],
-        rung=budget["rung"],
-        seed=budget["seed"],
-        precision=PRECISION_ENUMS[budget["precision"]],
-    )
-    for field in OVERRIDABLE:
-        setattr(message, field, budget[field])
-    return message
 
 
 def static_check_to_proto(check: StaticCheck) -> common_pb2.CheckResult:

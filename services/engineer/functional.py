@@ -21,7 +21,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from asiarch.engineer.backbone import LanguageModel, mixer_output
-from asiarch.engineer.budgets import BF16_AUTOCAST
+from asiarch.engineer.budgets import BF16_AUTOCAST, Budget
 from asiarch.engineer.precision import autocast, candidate_line, dtype_clash
 
 Check = dict[str, Any]
@@ -161,10 +161,10 @@ def check_complexity(layer: torch.nn.Module, dim: int, reference_only: bool, pre
     return _check("functional.complexity", True, **measured)
 
 
-def check_parameters(layer_type: type[torch.nn.Module], budget: dict[str, Any]) -> Check:
-    model = LanguageModel(layer_type, 256, budget["d_model"], budget["n_layers"], budget["n_heads"])
+def check_parameters(layer_type: type[torch.nn.Module], budget: Budget) -> Check:
+    model = LanguageModel(layer_type, 256, budget.d_model, budget.n_layers, budget.n_heads)
     total = sum(p.numel() for p in model.parameters())
-    limit = budget["max_parameters"]
+    limit = budget.max_parameters
     if total > limit:
         return _check(
             "functional.parameters",
@@ -192,12 +192,12 @@ def _precision_checked(step: Callable[[], Check], precision: str) -> Check:
 
 def run_functional_checks(
     layer_type: type[torch.nn.Module],
-    budget: dict[str, Any],
+    budget: Budget,
     reference_only: bool,
     emit: Callable[[Check], None],
 ) -> list[Check]:
-    dim, heads, precision = budget["d_model"], budget["n_heads"], budget["precision"]
-    torch.manual_seed(budget.get("seed", 0))
+    dim, heads, precision = budget.d_model, budget.n_heads, budget.precision
+    torch.manual_seed(budget.seed)
     layer = layer_type(hidden_size=dim, num_heads=heads, layer_idx=0)
     layer.eval()
     steps: list[Callable[[], Check]] = [

@@ -19,7 +19,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from asiarch.common.errors import FailedPrecondition
 from asiarch.engineer import convert
-from asiarch.engineer.budgets import resolve_rung_two
+from asiarch.engineer.budgets import Budget
 from asiarch.engineer.sandbox import SandboxLimits, run_in_sandbox
 from asiarch.engineer.static_checks import run_static_checks
 from asiarch.v1 import common_pb2, engineer_pb2, researcher_pb2
@@ -51,7 +51,7 @@ class Candidate:
     experiment_id: str
     source: str
     class_name: str
-    budget: dict[str, Any]
+    budget: Budget
     reference_only: bool = False
     spec_json: str = ""
     motivation: str = ""
@@ -157,7 +157,7 @@ class Pipeline:
             "kind": kind,
             "source": candidate.source,
             "class_name": candidate.class_name,
-            "budget": candidate.budget,
+            "budget": candidate.budget.to_json(),
             "reference_only": candidate.reference_only,
             "corpus_dir": self.corpus_dir,
             "threads": self.limits.threads,
@@ -165,7 +165,7 @@ class Pipeline:
         # The budget owns the wall clock (Validate sets its own); the CPU-seconds rlimit must allow every
         # thread to run for all of it. A fixed sandbox cap here once cut every evaluation, rung 2 and the
         # gpu budget included, at 300 s.
-        wall = float(candidate.budget["wall_clock_seconds"])
+        wall = candidate.budget.wall_clock_seconds
         cpu = max(self.limits.cpu_seconds, int(wall * self.limits.threads) + 60)
         limits = dataclasses.replace(self.limits, wall_seconds=wall, cpu_seconds=cpu)
         result = await run_in_sandbox(job, limits, on_event)
@@ -203,9 +203,9 @@ class Pipeline:
         """Rung 2 right after a good rung 1 (successive halving with the caller's threshold)."""
         threshold = candidate.promote_below_loss
         loss = (attempt.metrics or {}).get("val_loss")
-        if threshold is None or candidate.budget["rung"] != 1 or loss is None or loss > threshold:
+        if threshold is None or candidate.budget.rung != 1 or loss is None or loss > threshold:
             return attempt
-        budget = resolve_rung_two(candidate.budget)
+        budget = candidate.budget.rung_two()
         promoted = dataclasses.replace(candidate, budget=budget)
         second = await self.check(promoted, "evaluate", emit, number)
         if second.status == common_pb2.EVALUATION_STATUS_SUCCEEDED:
@@ -306,8 +306,8 @@ class Pipeline:
             final_source=common_pb2.ArchitectureSource(
                 module_source=candidate.source, class_name=candidate.class_name
             ),
-            budget=convert.budget_to_proto(candidate.budget),
-            device=attempt.device or candidate.budget["device"],
+            budget=candidate.budget.to_proto(),
+            device=attempt.device or candidate.budget.device,
             wall_seconds=time.monotonic() - started,
             started_at=started_at,
             finished_at=finished_at,

@@ -9,6 +9,7 @@ than an unbounded wait.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib.metadata
 import re
 from collections.abc import AsyncIterator, Sequence
@@ -19,11 +20,11 @@ import grpc
 import structlog
 
 from asiarch.common.client import open_channel
+from asiarch.common.contract import DEFAULT_CLASS_NAME, EXPERIMENT_ID, EXPERIMENT_ID_RULE
 from asiarch.common.errors import InvalidArgument, ResourceExhausted
 from asiarch.common.fields import short
 from asiarch.common.server import ServiceDefinition
-from asiarch.engineer import convert
-from asiarch.engineer.budgets import BudgetError
+from asiarch.engineer.budgets import Budget, BudgetError
 from asiarch.engineer.calibration import Calibration, calibrate
 from asiarch.engineer.config import EngineerSettings
 from asiarch.engineer.pipeline import Attempt, Candidate, Pipeline
@@ -34,8 +35,6 @@ from asiarch.v1 import common_pb2, engineer_pb2, engineer_pb2_grpc, researcher_p
 log = structlog.get_logger("asiarch.engineer")
 
 DEFAULT_PORT = 50053
-DEFAULT_CLASS = "DeltaNet"
-EXPERIMENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_CLASS_NAME = 128
 # (file in baselines/, name, motivation, reference_only); deltanet first: it is the analyst's default
@@ -70,7 +69,7 @@ def baseline_proposals() -> list[common_pb2.Proposal]:
             name=name,
             motivation=motivation,
             source=common_pb2.ArchitectureSource(
-                module_source=(folder / file).read_text(), class_name=DEFAULT_CLASS
+                module_source=(folder / file).read_text(), class_name=DEFAULT_CLASS_NAME
             ),
             origin=common_pb2.PROPOSAL_ORIGIN_BASELINE,
             generator="baseline",
@@ -140,7 +139,7 @@ class Slots:
 def _source(source: common_pb2.ArchitectureSource, field: str) -> tuple[str, str]:
     if not source.module_source.strip():
         raise InvalidArgument(f"{field}.module_source must not be empty")
-    class_name = source.class_name or DEFAULT_CLASS
+    class_name = source.class_name or DEFAULT_CLASS_NAME
     # Bounded: the name is quoted in check messages, which go back to the caller.
     if len(class_name) > MAX_CLASS_NAME or not IDENTIFIER.fullmatch(class_name):
         raise InvalidArgument(
@@ -189,12 +188,12 @@ class EngineerServicer(engineer_pb2_grpc.EngineerServicer):
         )
         self.calibration: asyncio.Task[Calibration] | None = None
 
-    async def _budget(self, budget: common_pb2.Budget) -> dict[str, object]:
+    async def _budget(self, budget: common_pb2.Budget) -> Budget:
         device = budget.device or self.settings.engineer_default_device
         # The calibration times a CPU workload: it says nothing about a GPU's speed.
         factor = (await self.calibration).factor if self.calibration and device == "cpu" else 1.0
         try:
-            return convert.budget_from_proto(
+            return Budget.from_proto(
                 budget, self.settings.engineer_default_budget, self.settings.engineer_default_device, factor
             )
         except BudgetError as exc:
@@ -204,8 +203,9 @@ class EngineerServicer(engineer_pb2_grpc.EngineerServicer):
         self, request: engineer_pb2.ValidateRequest, context: grpc.aio.ServicerContext
     ) -> engineer_pb2.ValidateResponse:
         source, class_name = _source(request.source, "source")
-        budget = await self._budget(request.budget)
-        budget["wall_clock_seconds"] = self.settings.engineer_check_timeout_seconds
+        # Validate runs no training: its wall clock is the engineer's, whatever the budget's preset says.
+        timeout = self.settings.engineer_check_timeout_seconds
+        budget = dataclasses.replace(await self._budget(request.budget), wall_clock_seconds=timeout)
         candidate = Candidate("validate", source, class_name, budget, reference_only=request.reference_only)
 
         async def ignore(_: engineer_pb2.EvaluationEvent) -> None:
@@ -226,7 +226,7 @@ class EngineerServicer(engineer_pb2_grpc.EngineerServicer):
         self, request: engineer_pb2.EvaluateRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[engineer_pb2.EvaluationEvent]:
         if not EXPERIMENT_ID.fullmatch(request.experiment_id):
-            raise InvalidArgument("experiment_id must be 1-128 characters of [A-Za-z0-9_.:-]")
+            raise InvalidArgument(f"experiment_id must be {EXPERIMENT_ID_RULE}")
         source, class_name = _source(request.proposal.source, "proposal.source")
         budget = await self._budget(request.budget)
         max_repairs = (

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from asiarch.engineer import mqar
 from asiarch.engineer.backbone import LanguageModel
+from asiarch.engineer.budgets import Budget
 from asiarch.engineer.corpus import Corpus, batches
 from asiarch.engineer.precision import autocast
 
@@ -79,27 +80,27 @@ def _sync(device: torch.device) -> None:
 
 @torch.no_grad()
 def _validation_loss(
-    model: torch.nn.Module, data: torch.Tensor, budget: dict[str, Any], device: torch.device
+    model: torch.nn.Module, data: torch.Tensor, budget: Budget, device: torch.device
 ) -> float:
     model.eval()
     generator = torch.Generator().manual_seed(12345)  # the same held-out windows for every candidate
     total = 0.0
-    for _ in range(budget["eval_batches"]):
-        window = batches(data, budget["batch_size"], budget["seq_len"], generator).to(device)
-        with autocast(budget["precision"], device):
+    for _ in range(budget.eval_batches):
+        window = batches(data, budget.batch_size, budget.seq_len, generator).to(device)
+        with autocast(budget.precision, device):
             logits = model(window[:, :-1])
         total += F.cross_entropy(logits.float().flatten(0, 1), window[:, 1:].flatten()).item()
     model.train()
-    return total / budget["eval_batches"]
+    return total / budget.eval_batches
 
 
-def _compile_warmup(model: torch.nn.Module, budget: dict[str, Any], device: torch.device) -> float:
+def _compile_warmup(model: torch.nn.Module, budget: Budget, device: torch.device) -> float:
     """On CUDA, run the kernels once before timing so Triton compilation is not counted as training."""
     if device.type != "cuda":
         return 0.0
     started = time.perf_counter()
-    tokens = torch.randint(0, BYTE_VOCAB, (budget["batch_size"], budget["seq_len"]), device=device)
-    with autocast(budget["precision"], device):  # compile the kernels for the dtypes training runs
+    tokens = torch.randint(0, BYTE_VOCAB, (budget.batch_size, budget.seq_len), device=device)
+    with autocast(budget.precision, device):  # compile the kernels for the dtypes training runs
         logits = model(tokens)
     logits.float().mean().backward()
     model.zero_grad(set_to_none=True)
@@ -108,24 +109,22 @@ def _compile_warmup(model: torch.nn.Module, budget: dict[str, Any], device: torc
 
 
 def train_language_model(
-    layer_type: type[torch.nn.Module], corpus: Corpus, budget: dict[str, Any], emit: Emit
+    layer_type: type[torch.nn.Module], corpus: Corpus, budget: Budget, emit: Emit
 ) -> dict[str, Any]:
-    device = torch.device(budget["device"])
-    torch.manual_seed(budget["seed"])
-    model = LanguageModel(
-        layer_type, BYTE_VOCAB, budget["d_model"], budget["n_layers"], budget["n_heads"]
-    ).to(device)
-    steps = budget["train_steps"]
-    optimizer, scheduler = _optimizer(model, budget["learning_rate"], steps)
-    generator = torch.Generator().manual_seed(budget["seed"])
+    device = torch.device(budget.device)
+    torch.manual_seed(budget.seed)
+    model = LanguageModel(layer_type, BYTE_VOCAB, budget.d_model, budget.n_layers, budget.n_heads).to(device)
+    steps = budget.train_steps
+    optimizer, scheduler = _optimizer(model, budget.learning_rate, steps)
+    generator = torch.Generator().manual_seed(budget.seed)
     compile_seconds = _compile_warmup(model, budget, device)
     every = max(1, steps // MAX_CURVE_POINTS)
     curve: list[dict[str, float]] = []
     started = last_emit = time.perf_counter()
     loss = float("nan")
     for step in range(1, steps + 1):
-        window = batches(corpus.train, budget["batch_size"], budget["seq_len"], generator).to(device)
-        loss = _step(model, optimizer, scheduler, window[:, :-1], window[:, 1:], budget["precision"])
+        window = batches(corpus.train, budget.batch_size, budget.seq_len, generator).to(device)
+        loss = _step(model, optimizer, scheduler, window[:, :-1], window[:, 1:], budget.precision)
         now = time.perf_counter()
         if step % every == 0 or step == steps:
             curve.append({"step": step, "train_loss": loss, "elapsed_seconds": now - started})
@@ -143,7 +142,7 @@ def train_language_model(
         "val_loss": val_loss,
         "bits_per_byte": val_loss / math.log(2),
         "train_loss": loss,
-        "tokens_per_second": steps * budget["batch_size"] * budget["seq_len"] / train_seconds,
+        "tokens_per_second": steps * budget.batch_size * budget.seq_len / train_seconds,
         "parameters": parameters,
         "layer_parameters": model.layer_parameters(),
         "peak_memory_bytes": _peak_memory(device),
@@ -154,23 +153,21 @@ def train_language_model(
     }
 
 
-def run_mqar(layer_type: type[torch.nn.Module], budget: dict[str, Any], emit: Emit) -> list[dict[str, Any]]:
+def run_mqar(layer_type: type[torch.nn.Module], budget: Budget, emit: Emit) -> list[dict[str, Any]]:
     """Train one model on a mix of all settings, then score each setting on fresh examples."""
-    device = torch.device(budget["device"])
-    settings = [tuple(s) for s in budget["mqar_settings"]]
-    vocab = budget["mqar_vocab"]
-    torch.manual_seed(budget["seed"] + 1)
-    model = LanguageModel(layer_type, vocab, budget["d_model"], budget["n_layers"], budget["n_heads"]).to(
-        device
-    )
-    steps, batch = budget["mqar_steps"], budget["mqar_batch_size"]
-    optimizer, scheduler = _optimizer(model, budget["mqar_learning_rate"], steps)
-    generator = torch.Generator().manual_seed(budget["seed"] + 2)
+    device = torch.device(budget.device)
+    settings = budget.mqar_settings
+    vocab = budget.mqar_vocab
+    torch.manual_seed(budget.seed + 1)
+    model = LanguageModel(layer_type, vocab, budget.d_model, budget.n_layers, budget.n_heads).to(device)
+    steps, batch = budget.mqar_steps, budget.mqar_batch_size
+    optimizer, scheduler = _optimizer(model, budget.mqar_learning_rate, steps)
+    generator = torch.Generator().manual_seed(budget.seed + 2)
     last_emit = time.perf_counter()
     for step in range(1, steps + 1):
         length, pairs = settings[step % len(settings)]
         inputs, labels = mqar.generate(batch, length, pairs, vocab, generator)
-        loss = _step(model, optimizer, scheduler, inputs.to(device), labels.to(device), budget["precision"])
+        loss = _step(model, optimizer, scheduler, inputs.to(device), labels.to(device), budget.precision)
         if time.perf_counter() - last_emit >= PROGRESS_EVERY_SECONDS or step == steps:
             emit(
                 {"type": "progress", "stage": "benchmarks", "step": step, "total_steps": steps, "loss": loss}
@@ -182,7 +179,7 @@ def run_mqar(layer_type: type[torch.nn.Module], budget: dict[str, Any], emit: Em
     with torch.no_grad():
         for length, pairs in settings:
             inputs, labels = mqar.generate(EVAL_EXAMPLES, length, pairs, vocab, evaluation)
-            with autocast(budget["precision"], device):
+            with autocast(budget.precision, device):
                 predictions = model(inputs.to(device)).argmax(-1).cpu()
             scored = labels != mqar.IGNORE
             accuracy = (predictions[scored] == labels[scored]).float().mean().item()

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from asiarch.engineer.budgets import Budget
 from asiarch.engineer.candidate import CompileShim, load_layer
 from asiarch.engineer.corpus import load_corpus
 from asiarch.engineer.functional import run_functional_checks
@@ -40,16 +41,17 @@ def describe_error(exc: BaseException) -> str:
 
 
 def run(job: dict[str, Any], emit: Emit) -> dict[str, Any]:
+    budget = Budget.from_json(job["budget"])
     torch.set_num_threads(int(job.get("threads", 2)))
-    torch.manual_seed(int(job["budget"].get("seed", 0)))
+    torch.manual_seed(budget.seed)
     emit({"type": "progress", "stage": "functional", "message": "loading the candidate"})
-    compile_shim = CompileShim.install(job["budget"].get("device", "cpu"))  # before candidate code runs
+    compile_shim = CompileShim.install(budget.device)  # before candidate code runs
     layer_type = load_layer(job["source"], job["class_name"])
 
     def emit_check(check: dict[str, Any]) -> None:
         emit({"type": "check", "stage": "functional", "check": check})
 
-    checks = run_functional_checks(layer_type, job["budget"], bool(job.get("reference_only")), emit_check)
+    checks = run_functional_checks(layer_type, budget, bool(job.get("reference_only")), emit_check)
     if compile_note := compile_shim.report():
         emit_check(compile_note)
         checks.append(compile_note)
@@ -57,14 +59,13 @@ def run(job: dict[str, Any], emit: Emit) -> dict[str, Any]:
     if not all(c["passed"] for c in checks) or job["kind"] == "check":
         return result
 
-    budget = job["budget"]
     emit({"type": "progress", "stage": "training", "message": "loading the corpus"})
     corpus = load_corpus(job.get("corpus_dir") or None)
     metrics = train_language_model(layer_type, corpus, budget, emit)
     emit({"type": "progress", "stage": "benchmarks", "message": "multi-query associative recall"})
     metrics["benchmarks"] = run_mqar(layer_type, budget, emit)
     result["metrics"] = metrics
-    result["device"] = _device_name(budget["device"])
+    result["device"] = _device_name(budget.device)
     return result
 
 

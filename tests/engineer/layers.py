@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from asiarch.engineer.budgets import resolve
+
 BASELINES = Path(__file__).resolve().parents[2] / "services" / "engineer" / "baselines"
 
 TEMPLATE = """
@@ -27,16 +29,8 @@ GOOD_FORWARD = """counts = torch.arange(1, x.shape[1] + 1, device=x.device).view
         return torch.cumsum(x, dim=1) / counts, None"""
 
 
-# The budget of a job run straight in the sandbox (no service resolving a preset in front): a small model.
-SANDBOX_BUDGET = {
-    "d_model": 32,
-    "n_layers": 2,
-    "n_heads": 2,
-    "max_parameters": 10_000_000,
-    "seed": 0,
-    "device": "cpu",
-    "precision": "fp32",
-}
+# The budget of a job run straight in the sandbox (no service resolving a request in front): a small model.
+SANDBOX_BUDGET = resolve("smoke", {"n_layers": 2, "max_parameters": 10_000_000})
 
 
 def layer(forward: str = GOOD_FORWARD, init: str = "pass", prelude: str = "") -> str:

@@ -21,7 +21,7 @@ from asiarch.engineer.candidate import CompileShim, load_layer
 from asiarch.engineer.sandbox import SandboxLimits, SandboxResult, run_in_sandbox
 from asiarch.engineer.static_checks import run_static_checks
 
-BUDGET = SANDBOX_BUDGET
+BUDGET = SANDBOX_BUDGET.to_json()  # the job's JSON form
 
 # A layer that makes typing.TYPE_CHECKING true for its guard through a gadget the static checks cannot
 # see (update_wrapper sets attributes by name; it is set back after, as torch's own lazy imports need

@@ -8,6 +8,7 @@ autocast. In-process tests first (the pieces the sandbox runs), then one enginee
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import types
 from collections.abc import Iterator
@@ -20,8 +21,9 @@ import torch
 from support import BIN, RunningService, start_service
 
 from asiarch.common.cli import precisions
+from asiarch.common.contract import budget_presets
 from asiarch.engineer import convert
-from asiarch.engineer.budgets import PRECISIONS, PRESETS, BudgetError, resolve, resolve_rung_two
+from asiarch.engineer.budgets import PRECISIONS, PRESETS, Budget, BudgetError, resolve
 from asiarch.engineer.corpus import load_corpus
 from asiarch.engineer.functional import run_functional_checks
 from asiarch.engineer.training import run_mqar, train_language_model
@@ -97,31 +99,32 @@ def failed(results: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 def test_every_preset_has_a_default_precision_and_a_request_overrides_it() -> None:
     # The defaults docs/benchmarks.md chose from measurements (and README states).
-    assert {name: resolve(name)["precision"] for name in PRESETS} == {"smoke": FP32, "cpu": FP32, "gpu": BF16}
-    assert resolve("cpu", precision=BF16)["precision"] == BF16
-    assert resolve("gpu", precision=FP32)["precision"] == FP32
-    assert resolve_rung_two(resolve("smoke", precision=BF16))["precision"] == BF16  # promotion keeps it
+    assert {name: resolve(name).precision for name in PRESETS} == {"smoke": FP32, "cpu": FP32, "gpu": BF16}
+    assert resolve("cpu", precision=BF16).precision == BF16
+    assert resolve("gpu", precision=FP32).precision == FP32
+    assert resolve("smoke", precision=BF16).rung_two().precision == BF16  # promotion keeps it
     with pytest.raises(
         BudgetError, match=r"budget\.precision must be one of fp32, bf16-autocast, got 'fp16'"
     ):
         resolve("smoke", precision="fp16")
 
 
-def test_the_contract_the_cli_and_the_budgets_name_the_same_precisions() -> None:
-    assert set(convert.PRECISION_NAMES.values()) == set(precisions()) == set(PRECISIONS)
+def test_the_contract_the_cli_and_the_budgets_name_the_same_precisions_and_presets() -> None:
+    assert set(precisions()) == set(PRECISIONS)
+    assert set(budget_presets()) == set(PRESETS)
 
 
 def test_unspecified_means_the_presets_default_and_the_evaluation_echoes_what_ran() -> None:
-    for preset_name, preset in convert.PRESET_ENUMS.items():
-        unspecified = convert.budget_from_proto(common_pb2.Budget(preset=preset), "cpu", "cpu")
-        assert unspecified["precision"] == PRESETS[preset_name]["precision"]
+    for preset_name, preset in budget_presets().items():
+        unspecified = Budget.from_proto(common_pb2.Budget(preset=preset), "cpu", "cpu")  # type: ignore[arg-type]
+        assert unspecified.precision == PRESETS[preset_name].precision
     asked = common_pb2.Budget(
         preset=common_pb2.BUDGET_PRESET_SMOKE, precision=common_pb2.PRECISION_BF16_AUTOCAST
     )
-    resolved = convert.budget_from_proto(asked, "cpu", "cpu")
-    assert resolved["precision"] == BF16
-    assert convert.budget_to_proto(resolved).precision == common_pb2.PRECISION_BF16_AUTOCAST
-    fp32 = convert.budget_to_proto(resolve("smoke", precision=FP32))
+    resolved = Budget.from_proto(asked, "cpu", "cpu")
+    assert resolved.precision == BF16
+    assert resolved.to_proto().precision == common_pb2.PRECISION_BF16_AUTOCAST
+    fp32 = resolve("smoke", precision=FP32).to_proto()
     assert fp32.precision == common_pb2.PRECISION_FP32
 
 
@@ -198,7 +201,7 @@ def corpus() -> Any:
 @pytest.mark.parametrize("precision", PRECISIONS)
 def test_training_runs_under_the_budgets_precision_with_float32_weights(precision: str, corpus: Any) -> None:
     Probe.seen.clear()
-    budget = {**resolve("smoke", precision=precision), "train_steps": 3, "mqar_steps": 3}
+    budget = dataclasses.replace(resolve("smoke", precision=precision), train_steps=3, mqar_steps=3)
     train_language_model(Probe, corpus, budget, lambda _: None)
     run_mqar(Probe, budget, lambda _: None)
     assert len(Probe.seen) == 6
@@ -206,13 +209,14 @@ def test_training_runs_under_the_budgets_precision_with_float32_weights(precisio
 
 
 def test_a_layer_casting_to_bf16_trains_and_benchmarks_under_bf16_autocast_only(corpus: Any) -> None:
-    budget = {**resolve("smoke", precision=BF16), "train_steps": 3, "mqar_steps": 3}
+    budget = dataclasses.replace(resolve("smoke", precision=BF16), train_steps=3, mqar_steps=3)
     metrics = train_language_model(load(BF16_LAYER), corpus, budget, lambda _: None)
     assert 0 < metrics["val_loss"] < 10
     scores = run_mqar(load(BF16_LAYER), budget, lambda _: None)
     assert all(0 <= s["score"] <= 1 for s in scores)
+    fp32 = dataclasses.replace(budget, precision=FP32)
     with pytest.raises(RuntimeError, match="expected scalar type Float but found BFloat16"):
-        train_language_model(load(BF16_LAYER), corpus, {**budget, "precision": FP32}, lambda _: None)
+        train_language_model(load(BF16_LAYER), corpus, fp32, lambda _: None)
 
 
 # --- over gRPC and from the command line ---

@@ -18,7 +18,7 @@ from layers import layer as build_layer
 from asiarch.engineer import sandbox
 from asiarch.engineer.sandbox import SandboxLimits, SandboxResult, run_in_sandbox
 
-BUDGET = SANDBOX_BUDGET
+BUDGET = SANDBOX_BUDGET.to_json()  # the job's JSON form
 
 
 def layer(init: str = "pass") -> str:

@@ -11,6 +11,7 @@ reported outcome. The attack code reports what it managed as one JSON line (`REP
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import signal
@@ -26,7 +27,7 @@ from layers import SANDBOX_BUDGET, layer
 from asiarch.engineer import cgroups, sandbox
 from asiarch.engineer.sandbox import SandboxLimits, SandboxResult, run_in_sandbox
 
-BUDGET = SANDBOX_BUDGET
+BUDGET = SANDBOX_BUDGET.to_json()  # the job's JSON form
 ROOT = os.getuid() == 0
 linux_only = pytest.mark.skipif(not Path("/proc/self/ns/user").exists(), reason="needs Linux namespaces")
 
@@ -301,7 +302,8 @@ def test_a_refused_sandbox_fails_the_call_not_the_candidate(monkeypatch: pytest.
         return None
 
     monkeypatch.setattr(pipeline, "run_in_sandbox", refuse)
-    candidate = pipeline.Candidate("x1", layer(), "DeltaNet", {**BUDGET, "wall_clock_seconds": 60})
+    budget = dataclasses.replace(SANDBOX_BUDGET, wall_clock_seconds=60)
+    candidate = pipeline.Candidate("x1", layer(), "DeltaNet", budget)
     checker = pipeline.Pipeline(SandboxLimits(), 64 * 1024, None)
     with pytest.raises(FailedPrecondition, match="libseccomp is not available"):
         asyncio.run(checker.check(candidate, "check", ignore))

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from asiarch.engineer import calibration, mqar
-from asiarch.engineer.budgets import PRESETS, BudgetError, resolve, resolve_rung_two
+from asiarch.engineer.budgets import PRESETS, BudgetError, resolve
 from asiarch.engineer.corpus import batches, default_root, load_corpus
 from asiarch.engineer.training import run_mqar, train_language_model
 
@@ -23,22 +23,22 @@ def layer_type() -> type[torch.nn.Module]:
 
 def test_budget_presets_and_overrides() -> None:
     smoke = resolve("smoke", seed=3)
-    assert smoke["train_steps"] == 6
-    assert smoke["seed"] == 3
-    assert resolve("smoke", rung=2)["train_steps"] == 24
-    assert resolve("cpu", {"d_model": 96, "n_heads": 6})["d_model"] == 96
+    assert smoke.train_steps == 6
+    assert smoke.seed == 3
+    assert resolve("smoke", rung=2).train_steps == 24
+    assert resolve("cpu", {"d_model": 96, "n_heads": 6}).d_model == 96
     gpu = resolve("gpu")
-    assert (gpu["n_layers"], gpu["d_model"], gpu["n_heads"], gpu["seq_len"]) == (8, 256, 8, 2048)
+    assert (gpu.n_layers, gpu.d_model, gpu.n_heads, gpu.seq_len) == (8, 256, 8, 2048)
 
 
 def test_a_presets_wall_clock_limit_grows_with_the_rung_and_the_calibration_a_callers_does_not() -> None:
-    preset = PRESETS["cpu"]["wall_clock_seconds"]
-    assert resolve("cpu")["wall_clock_seconds"] == preset
-    assert resolve("cpu", rung=2)["wall_clock_seconds"] == 4 * preset  # four times the steps
-    assert resolve("cpu", wall_factor=1.5)["wall_clock_seconds"] == 1.5 * preset
-    assert resolve("cpu", {"wall_clock_seconds": 30.0}, rung=2, wall_factor=3)["wall_clock_seconds"] == 30
-    promoted = resolve_rung_two(resolve("cpu", wall_factor=2))
-    assert promoted["wall_clock_seconds"] == 8 * preset and promoted["train_steps"] == 4 * 300
+    preset = PRESETS["cpu"].wall_clock_seconds
+    assert resolve("cpu").wall_clock_seconds == preset
+    assert resolve("cpu", rung=2).wall_clock_seconds == 4 * preset  # four times the steps
+    assert resolve("cpu", wall_factor=1.5).wall_clock_seconds == 1.5 * preset
+    assert resolve("cpu", {"wall_clock_seconds": 30.0}, rung=2, wall_factor=3).wall_clock_seconds == 30
+    promoted = resolve("cpu", wall_factor=2).rung_two()
+    assert promoted.wall_clock_seconds == 8 * preset and promoted.train_steps == 4 * 300
 
 
 def test_the_calibration_factor_never_shrinks_a_limit_and_is_capped() -> None:
@@ -123,7 +123,7 @@ def test_a_validation_loss_that_is_not_finite_fails_the_training(monkeypatch: An
     from asiarch.engineer import training
 
     monkeypatch.setattr(training, "_validation_loss", lambda *_: float("inf"))
-    budget = {**resolve("smoke", seed=7), "train_steps": 2}
+    budget = resolve("smoke", {"train_steps": 2}, seed=7)
     with pytest.raises(FloatingPointError, match="validation loss is inf"):
         train_language_model(layer_type(), load_corpus(max_bytes=1_000_000), budget, lambda _: None)
 
@@ -157,5 +157,5 @@ async def test_the_budgets_wall_clock_reaches_the_sandbox_beyond_its_default_cap
         return None
 
     await runner.check(candidate, "check", ignore)
-    assert seen[0].wall_seconds == budget["wall_clock_seconds"] == 2400
+    assert seen[0].wall_seconds == budget.wall_clock_seconds == 2400
     assert seen[0].cpu_seconds >= 2 * 2400
