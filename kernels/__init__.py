@@ -11,18 +11,18 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "chunk_linear_attn": "asiarch.kernels.linear_attn",
-    "fused_recurrent_linear_attn": "asiarch.kernels.linear_attn",
-    "chunk_simple_gla": "asiarch.kernels.simple_gla",
-    "fused_recurrent_simple_gla": "asiarch.kernels.simple_gla",
-    "chunk_delta_rule": "asiarch.kernels.delta_rule",
-    "fused_recurrent_delta_rule": "asiarch.kernels.delta_rule",
-    "chunk_gated_delta_rule": "asiarch.kernels.gated_delta_rule",
-    "fused_recurrent_gated_delta_rule": "asiarch.kernels.gated_delta_rule",
-    "RMSNorm": "asiarch.kernels.modules",
-    "FusedRMSNormGated": "asiarch.kernels.modules",
-    "ShortConvolution": "asiarch.kernels.modules",
-    "l2norm": "asiarch.kernels.modules",
+    "chunk_linear_attn": ".linear_attn",
+    "fused_recurrent_linear_attn": ".linear_attn",
+    "chunk_simple_gla": ".simple_gla",
+    "fused_recurrent_simple_gla": ".simple_gla",
+    "chunk_delta_rule": ".delta_rule",
+    "fused_recurrent_delta_rule": ".delta_rule",
+    "chunk_gated_delta_rule": ".gated_delta_rule",
+    "fused_recurrent_gated_delta_rule": ".gated_delta_rule",
+    "RMSNorm": ".modules",
+    "FusedRMSNormGated": ".modules",
+    "ShortConvolution": ".modules",
+    "l2norm": ".modules",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -30,8 +30,9 @@ __all__ = sorted(_EXPORTS)
 
 def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
-        raise AttributeError(f"module 'asiarch.kernels' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    # Relative to this package, so a standalone copy under another name (kernels/standalone.py) works too.
+    value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
     globals()[name] = value
     return value
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from asiarch.kernels.common.naive import compute_dtype
+from .naive import compute_dtype
 
 # exp(x) for x < -80 is below 2e-35: zero next to the O(1) terms it is added to, in fp32
 # and in fp64 alike. Clamping there keeps exp off its denormal / underflow paths, which are

@@ -8,6 +8,7 @@ PyTorch core live here once, in `run`.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Callable
 from itertools import pairwise
@@ -15,28 +16,33 @@ from typing import Literal
 
 import torch
 
-from asiarch.kernels.common.chunk_torch import chunk_torch
-from asiarch.kernels.common.naive import naive_recurrent
+from ..modules.l2norm import l2norm
+from .chunk_torch import chunk_torch
+from .naive import naive_recurrent
 
 ENV_VAR = "ASIARCH_KERNEL_BACKEND"
 Backend = Literal["triton", "torch"]
 Form = Literal["chunk", "fused_recurrent", "naive"]
 Core = Callable[..., tuple[torch.Tensor, torch.Tensor | None]]
 _BACKENDS = ("auto", "torch", "triton")
+# A standalone copy of the kernels (kernels/standalone.py, for `asiarch results export`) leaves the
+# Triton modules out; there `auto` runs the PyTorch core on every device. In asiarch they are always here.
+_TRITON_CORES = importlib.util.find_spec(f"{__package__}.triton_chunk") is not None
 
 
 def backend(tensor: torch.Tensor) -> Backend:
     """Which core runs for inputs like `tensor`: ASIARCH_KERNEL_BACKEND = auto (default) | torch | triton.
 
-    auto picks Triton for CUDA tensors and PyTorch for everything else; triton forces
-    the Triton kernels (e.g. with TRITON_INTERPRET=1 on CPU).
+    auto picks Triton for CUDA tensors and PyTorch for everything else (and for CUDA tensors in a
+    standalone copy, which has no Triton kernels); triton forces the Triton kernels (e.g. with
+    TRITON_INTERPRET=1 on CPU).
     """
     raw = os.environ.get(ENV_VAR, "auto")
     value = raw.strip().lower() or "auto"
     if value not in _BACKENDS:
         raise ValueError(f"{ENV_VAR}={raw!r} is not one of {', '.join(_BACKENDS)}")
     if value == "auto":
-        return "triton" if tensor.is_cuda else "torch"
+        return "triton" if tensor.is_cuda and _TRITON_CORES else "torch"
     return "triton" if value == "triton" else "torch"
 
 
@@ -114,12 +120,6 @@ def check_inputs(
         _check_tensor(fn, f"initial_state {layout}", initial_state, expected, q.device)
 
 
-def l2norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """x / sqrt(sum(x^2) + eps) over the last dim, in at least fp32 (FLA's l2norm), back in x's dtype."""
-    xf = x.float() if x.dtype not in (torch.float32, torch.float64) else x
-    return (xf * torch.rsqrt(xf.pow(2).sum(-1, keepdim=True) + eps)).to(x.dtype)
-
-
 def _core(form: Form, q: torch.Tensor) -> Core:
     if form == "naive":
         return naive_recurrent
@@ -128,10 +128,10 @@ def _core(form: Form, q: torch.Tensor) -> Core:
     # Imported lazily: the Triton modules need triton (absent on some CPU installs) and a GPU or
     # the interpreter.
     if form == "chunk":
-        from asiarch.kernels.common.triton_chunk import chunk_triton
+        from .triton_chunk import chunk_triton
 
         return chunk_triton
-    from asiarch.kernels.common.triton_recurrent import fused_recurrent_triton
+    from .triton_recurrent import fused_recurrent_triton
 
     return fused_recurrent_triton
 

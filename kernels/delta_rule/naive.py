@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from asiarch.kernels.common.dispatch import run
+from ..common.dispatch import run
 
 
 def naive_recurrent_delta_rule(

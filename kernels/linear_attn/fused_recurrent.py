@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from asiarch.kernels.common.dispatch import run
+from ..common.dispatch import run
 
 
 def fused_recurrent_linear_attn(

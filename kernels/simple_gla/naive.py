@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from asiarch.kernels.common.dispatch import run
-from asiarch.kernels.simple_gla.chunk import resolve_gate
+from ..common.dispatch import run
+from .chunk import resolve_gate
 
 
 def naive_recurrent_simple_gla(
