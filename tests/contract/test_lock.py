@@ -117,11 +117,6 @@ FOLDER_EXTRAS = {
     "kernels": ["kernels", "bench"],
     "tests": EXTRAS,
 }
-# Read as text and written into exported files, never imported by asiarch.
-TEMPLATES = {
-    "services/orchestrator/results/fallback_ops.py",
-    "services/orchestrator/results/fallback_modules.py",
-}
 LOCAL_TEST_MODULES = {path.stem for path in (REPO / "tests").rglob("*.py")}
 
 
@@ -154,11 +149,7 @@ def test_what_the_code_imports_is_declared(folder: str) -> None:
     undeclared = {}
     for path in sorted((REPO / folder).rglob("*.py")):
         relative = path.relative_to(REPO).as_posix()
-        if (
-            relative in TEMPLATES
-            or "fla_compat/shim" in relative
-            or any(relative.startswith(n) for n in nested)
-        ):
+        if "fla_compat/shim" in relative or any(relative.startswith(n) for n in nested):
             continue
         missing = _imported_distributions(path) - allowed
         if missing:

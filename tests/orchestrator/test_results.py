@@ -8,6 +8,7 @@ and check from its log that reading a run never loaded the embedding model.
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
 import os
@@ -466,8 +467,8 @@ def test_export_writes_a_file_that_runs_without_asiarch(
     assert "# experiment: c1-gate" in text and "Mamba-2 forget gate" in text
     assert f"# fitness: {recorded['c1-gate'].fitness.total:.3f}" in text
     assert not [line for line in text.splitlines() if re.match(r"\s*(from|import) asiarch", line)]
-    # only what the layer imports is inlined
-    assert "def fallback_chunk_gated_delta_rule" in text and "def fallback_chunk_delta_rule" not in text
+    # only what the layer imports is copied from asiarch.kernels
+    assert "def chunk_gated_delta_rule(" in text and "def chunk_delta_rule(" not in text
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["ASIARCH_FLA_COMPAT"] = "1"
     files = [str(exported[i]) for i in ("c1-gate", "c3-kitchen")]
@@ -493,7 +494,7 @@ def test_exported_model_computes_what_the_engineer_trained(
 ) -> None:
     import torch
 
-    from asiarch.engineer.backbone import LanguageModel
+    from asiarch.kernels.models import LanguageModel
 
     best = load(exported["c3-best"], monkeypatch)
     assert best.STANDALONE_KERNELS_USED.startswith("pure-PyTorch fallbacks")
@@ -508,14 +509,37 @@ def test_exported_model_computes_what_the_engineer_trained(
         torch.testing.assert_close(mine(tokens), theirs(tokens), atol=1e-4, rtol=1e-4)
 
 
-def test_exported_fallbacks_match_the_kernels(
+def test_exported_kernels_are_asiarchs_own(
     exported: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Every kernel name the kitchen-sink layer uses is bound to the file's copy of asiarch.kernels."""
     import torch
 
     import asiarch.kernels as K
+    import asiarch.kernels.modules as KM
 
     fb = load(exported["c3-kitchen"], monkeypatch)
+    bound = {
+        "chunk_delta_rule": fb.chunk_delta_rule,
+        "fused_recurrent_delta_rule": fb.fused_recurrent_delta_rule,
+        "chunk_gated_delta_rule": fb.fla.ops.gated_delta_rule.chunk_gated_delta_rule,
+        "fused_recurrent_gated_delta_rule": fb.K.fused_recurrent_gated_delta_rule,
+        "chunk_simple_gla": fb.chunk_simple_gla,
+        "fused_recurrent_simple_gla": fb.fused_recurrent_simple_gla,
+        "chunk_linear_attn": fb.chunk_linear_attn,
+        "fused_recurrent_linear_attn": fb.fused_recurrent_linear_attn,
+        "l2norm": fb.l2norm,
+        "l2_norm": fb.l2_norm,
+        "L2Norm": fb.L2Norm,
+        "RMSNorm": fb.HeadNorm,
+        "FusedRMSNormGated": fb.K.FusedRMSNormGated,
+        "ShortConvolution": fb.ShortConvolution,
+    }
+    for name, value in bound.items():
+        # the copy (a private package), not asiarch, and not the real FLA
+        assert value.__module__.startswith("_asiarch_kernels_"), (name, value.__module__)
+        assert value.__qualname__ == (getattr(KM, name, None) or getattr(K, name)).__qualname__, name
+
     torch.manual_seed(0)
     B, T, H, D, V = 2, 19, 3, 8, 5
     q, k = torch.randn(B, T, H, D), torch.nn.functional.normalize(torch.randn(B, T, H, D), dim=-1)
@@ -534,19 +558,25 @@ def test_exported_fallbacks_match_the_kernels(
     ]
     for name, args, options in cases:
         expected = getattr(K, name)(*args, **options, **state)
-        got = getattr(fb, f"fallback_{name}")(*args, **options, **state)
+        got = bound[name](*args, **options, **state)
         for mine, theirs in zip(got, expected, strict=True):
             torch.testing.assert_close(mine, theirs, atol=1e-4, rtol=1e-4, msg=name)
-    with pytest.raises(NotImplementedError):
-        fb.fallback_chunk_delta_rule(q, k, v, beta, cu_seqlens=torch.tensor([0, T]))
+    # packed sequences too: the copy is the whole implementation, not a per-token stand-in
+    packed = (q[:1], k[:1], v[:1], beta[:1])
+    cu_seqlens = torch.tensor([0, 7, T])
+    torch.testing.assert_close(
+        bound["chunk_delta_rule"](*packed, cu_seqlens=cu_seqlens),
+        K.chunk_delta_rule(*packed, cu_seqlens=cu_seqlens),
+    )
 
     x, residual, gate = torch.randn(B, T, 12), torch.randn(B, T, 12), torch.randn(B, T, 12)
-    torch.testing.assert_close(fb.fallback_l2norm(x), K.l2norm(x))
+    torch.testing.assert_close(bound["l2norm"](x), K.l2norm(x))
+    torch.testing.assert_close(bound["L2Norm"]()(x), K.l2norm(x))
     for mine, theirs, call in [
-        (fb.FallbackRMSNorm(12), K.RMSNorm(12), lambda m: m(x, residual, prenorm=True)),
-        (fb.FallbackFusedRMSNormGated(12), K.FusedRMSNormGated(12), lambda m: m(x, gate)),
+        (bound["RMSNorm"](12), K.RMSNorm(12), lambda m: m(x, residual, prenorm=True)),
+        (bound["FusedRMSNormGated"](12), K.FusedRMSNormGated(12), lambda m: m(x, gate)),
         (
-            fb.FallbackShortConvolution(12, 4, bias=True),
+            bound["ShortConvolution"](12, 4, bias=True),
             K.ShortConvolution(12, 4, bias=True),
             lambda m: m(x, cache=h0[:, :, :4, :4].reshape(B, 12, 4).contiguous(), output_final_state=True),
         ),
@@ -557,10 +587,10 @@ def test_exported_fallbacks_match_the_kernels(
         theirs.load_state_dict(mine.state_dict())
         torch.testing.assert_close(call(mine), call(theirs), msg=type(theirs).__name__)
     # a decoding step (one token, no autograd) updates the given cache in place, as FLA's does
-    conv = fb.FallbackShortConvolution(12, 4)
+    conv = bound["ShortConvolution"](12, 4)
     reference = K.ShortConvolution(12, 4)
     reference.load_state_dict(conv.state_dict())
-    mine_cache, their_cache = torch.randn(B, 12, 4), None
+    mine_cache = torch.randn(B, 12, 4)
     their_cache = mine_cache.clone()
     with torch.no_grad():
         torch.testing.assert_close(
@@ -583,7 +613,9 @@ def test_export_rewrites_guarded_imports_and_refuses_kernels_without_fallback() 
     )
     text = standalone_source(guarded)
     compile(text, "exported", "exec")
-    assert text.count("from __future__ import annotations") == 1
+    # the layer's own future import is dropped: the file's one stays its first statement
+    future = [n for n in ast.parse(text).body if isinstance(n, ast.ImportFrom) and n.module == "__future__"]
+    assert len(future) == 1
     assert "    pass  # from fla.ops.delta_rule import chunk_delta_rule" in text
     with pytest.raises(ExportError, match=r"fla\.layers\.utils\.pad_input"):
         standalone_source(results_data.experiment("padded", "from fla.layers.utils import pad_input\n"))

@@ -1,50 +1,40 @@
 """`asiarch export`: one candidate as a standalone Python file that needs torch (and einops), not asiarch.
 
-The file holds, in order: a header, the pure-PyTorch fallbacks the layer needs (copied from
-fallback_modules.py and fallback_ops.py), a block that binds the layer's kernel names to the
-real FLA when it loads and to the fallbacks otherwise, the layer's own code with its kernel
-imports taken out, the backbone (services/engineer/backbone.py, its names prefixed so they
-cannot clash with the layer's), and a `__main__` block that runs a forward pass on random bytes.
+The file holds, in order: a header; a copy of asiarch's own pure-PyTorch kernels and backbone
+(the files asiarch.kernels.standalone lists, served as a private package by its `load_copy`,
+whose source is copied too); a block that binds the layer's kernel names to the real FLA when it
+loads and to that copy otherwise; the layer's own code with its kernel imports taken out; the
+backbone's `LanguageModel` (asiarch.kernels.models) as `BackboneLanguageModel`; and a `__main__`
+block that runs a forward pass on random bytes. Nothing is re-implemented here: the kernels
+package owns the ops and says which of its files a copy needs.
 
-Only text is read here (no torch): the fallbacks and the backbone are copied as source.
+Only text is read here (no torch): the kernels are copied as source.
 """
 
 from __future__ import annotations
 
 import ast
-import importlib.resources
-import io
+import hashlib
+import inspect
+import json
 import re
-import tokenize
-from pathlib import Path
 
+from asiarch.common.contract import DEFAULT_CLASS_NAME
 from asiarch.common.source import SourceError, parse_source
+from asiarch.kernels import standalone
 from asiarch.v1 import common_pb2
 
 from .summary import layer_source, mean_mqar
 
-# Public kernel name -> (the real FLA module that has it, its definition in fallback_*.py).
-SUPPORTED: dict[str, tuple[str, str]] = {
-    **{
-        f"{form}_{family}": (f"fla.ops.{family}", f"fallback_{form}_{family}")
-        for family in ("linear_attn", "simple_gla", "delta_rule", "gated_delta_rule")
-        for form in ("chunk", "fused_recurrent")
-    },
-    "l2norm": ("fla.modules.l2norm", "fallback_l2norm"),
-    "l2_norm": ("fla.modules.l2norm", "fallback_l2norm"),
-    "L2Norm": ("fla.modules", "FallbackL2Norm"),
-    "RMSNorm": ("fla.modules", "FallbackRMSNorm"),
-    "FusedRMSNormGated": ("fla.modules", "FallbackFusedRMSNormGated"),
-    "ShortConvolution": ("fla.modules", "FallbackShortConvolution"),
-}
+# Public kernel name -> (the real FLA module that has it, the subpackage of asiarch.kernels defining it).
+SUPPORTED = standalone.OFFERS
 # Names that, imported from a kernel package, are themselves modules (`from fla.ops import delta_rule`).
 SUBMODULES = frozenset(
     {"kernels", "ops", "modules", "linear_attn", "simple_gla", "delta_rule", "gated_delta_rule"}
 )
-# Modules first: the recurrences call fallback_l2norm.
-FALLBACKS = (Path(__file__).with_name("fallback_modules.py"), Path(__file__).with_name("fallback_ops.py"))
 ENV_VAR = "STANDALONE_KERNELS"
 DEFAULT_DIMS = {"d_model": 64, "n_layers": 2, "n_heads": 4}
+RULE = "# " + "-" * 40
 
 
 class ExportError(Exception):
@@ -155,75 +145,53 @@ def _without_future_imports(source: str) -> str:
     return _rewrite(source, spans, "")
 
 
-def _definitions(source: str) -> dict[str, tuple[int, int, set[str]]]:
-    """Top-level defs of a module: name -> (first line, last line, names it refers to)."""
-    found = {}
-    for node in ast.parse(source).body:
-        if isinstance(node, ast.FunctionDef | ast.ClassDef):
-            used = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
-            found[node.name] = (node.lineno, node.end_lineno or node.lineno, used)
-    return found
-
-
-def fallback_source(definitions: set[str]) -> str:
-    """The given fallback definitions and every helper they call, in file order."""
-    available: dict[str, tuple[int, int, set[str]]] = {}
-    where: dict[str, list[str]] = {}
-    for path in FALLBACKS:
-        lines = path.read_text().splitlines()
-        for name, span in _definitions("\n".join(lines)).items():
-            available[name], where[name] = span, lines
-    needed, pending = set(), list(definitions)
-    while pending:
-        name = pending.pop()
-        if name not in needed:
-            needed.add(name)
-            pending += [used for used in available[name][2] if used in available]
-    blocks = [
-        "\n".join(where[name][start - 1 : end])
-        for name, (start, end, _) in available.items()
-        if name in needed
-    ]
-    return "\n\n\n".join(blocks) + "\n"
-
-
-def backbone_source() -> str:
-    """services/engineer/backbone.py with its top-level classes/functions renamed Backbone*/backbone_*."""
-    text = importlib.resources.files("asiarch.engineer").joinpath("backbone.py").read_text()
-    renames = {
-        n.name: ("Backbone" if isinstance(n, ast.ClassDef) else "backbone_") + n.name
-        for n in ast.parse(text).body
-        if isinstance(n, ast.ClassDef | ast.FunctionDef)
-    }
-    lines = text.splitlines(keepends=True)
-    edits = []
-    previous = None
-    for token in tokenize.generate_tokens(io.StringIO(text).readline):
-        after_dot = previous is not None and previous.type == tokenize.OP and previous.string == "."
-        if token.type == tokenize.NAME and token.string in renames and not after_dot:
-            edits.append((token.start, token.end, renames[token.string]))
-        if token.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT):
-            previous = token
-    for (row, start), (_, end), new in reversed(edits):
-        lines[row - 1] = lines[row - 1][:start] + new + lines[row - 1][end:]
-    return _without_future_imports("".join(lines))
-
-
 def _namespace_expression(space: dict) -> str:
     parts = [f"{k}={v if isinstance(v, str) else _namespace_expression(v)}" for k, v in space.items()]
     return f"_types.SimpleNamespace({', '.join(parts)})"
 
 
-def _binding_block(imports: _Imports) -> str:
+def _literal(text: str) -> str:
+    """`text` as a readable raw triple-quoted literal when that reads back exactly, else its repr."""
+    literal = f"r'''{text}'''"
+    try:
+        exact = ast.literal_eval(literal) == text
+    except SyntaxError:
+        exact = False
+    return literal if exact else repr(text)
+
+
+def _copy_block(package: str, files: dict[str, str]) -> str:
+    """The kernels' files as `_KERNEL_FILES`, then `load_copy` (its source) importing them as `package`."""
+    entries = "".join(f"    {path!r}: {_literal(source)},\n" for path, source in files.items())
+    return "\n".join(
+        [
+            f"{RULE} asiarch's pure-PyTorch kernels and backbone (a copy)",
+            "# The files of asiarch.kernels that asiarch.kernels.standalone lists for this layer, imported",
+            f"# below as the package {package}: a private name, so nothing here needs asiarch.",
+            f"_KERNEL_FILES = {{\n{entries}}}\n\n",
+            inspect.getsource(standalone.load_copy).strip() + "\n\n",
+            f"load_copy({package!r}, _KERNEL_FILES)\n",
+        ]
+    )
+
+
+def _from_imports(imports: _Imports, module_of: dict[str, str]) -> list[str]:
+    """`from MODULE import NAME [as LOCAL]` for every kernel name the layer binds, grouped by module."""
     by_module: dict[str, list[str]] = {}
     for local, public in sorted(imports.bindings.items()):
-        by_module.setdefault(SUPPORTED[public][0], []).append(
+        by_module.setdefault(module_of[public], []).append(
             public if local == public else f"{public} as {local}"
         )
+    return [f"from {module} import {', '.join(names)}" for module, names in sorted(by_module.items())]
+
+
+def _binding_block(imports: _Imports, package: str) -> str:
+    fla = {public: module for public, (module, _) in SUPPORTED.items()}
+    copy = {public: f"{package}.{subpackage}" for public, (_, subpackage) in SUPPORTED.items()}
     lines = [
         "# The layer's kernels: the real flash-linear-attention (FLA) where it loads and a GPU runs, else",
-        "# the fallbacks above (same numbers, slower: one Python step per token).",
-        f"# {ENV_VAR}=fallback forces the fallbacks.",
+        "# asiarch's pure-PyTorch kernels copied above (the same code asiarch runs on a CPU).",
+        f"# {ENV_VAR}=fallback forces the copy.",
         "try:",
         f'    if os.environ.get("{ENV_VAR}") == "fallback":',
         f'        raise ImportError("{ENV_VAR}=fallback")',
@@ -232,10 +200,10 @@ def _binding_block(imports: _Imports) -> str:
         "    # FLA imports on a CPU, but its Triton kernels cannot run there (asiarch's `fla` shim can).",
         '    if not torch.cuda.is_available() and not getattr(fla, "RUNS_ON_CPU", False):',
         '        raise ImportError("no CUDA device for FLA\'s Triton kernels")',
-        *(f"    from {module} import {', '.join(names)}" for module, names in sorted(by_module.items())),
+        *(f"    {line}" for line in _from_imports(imports, fla)),
         '    STANDALONE_KERNELS_USED = "flash-linear-attention (fla)"',
         "except Exception as error:  # not installed, or unusable here (no triton, no GPU)",
-        *(f"    {local} = {SUPPORTED[public][1]}" for local, public in sorted(imports.bindings.items())),
+        *(f"    {line}" for line in _from_imports(imports, copy)),
         '    STANDALONE_KERNELS_USED = f"pure-PyTorch fallbacks ({type(error).__name__}: {error})"',
     ]
     lines += [
@@ -291,15 +259,12 @@ layers={dims["n_layers"]}, heads={dims["n_heads"]}).to(device)
 """
 
 
-def standalone_source(experiment: common_pb2.Experiment) -> str:
-    """The standalone file for an experiment; ExportError when a kernel it uses has no fallback."""
-    source = layer_source(experiment)
-    class_name = source.class_name or "DeltaNet"
+def _layer_imports(module_source: str) -> _Imports:
+    """The layer's kernel imports; ExportError when it does not parse or uses a kernel with no copy."""
     try:
-        tree = parse_source(source.module_source)
+        imports = _Imports(parse_source(module_source))
     except SourceError as exc:
         raise ExportError(f"the layer's source does not parse: {exc.reason}") from None
-    imports = _Imports(tree)
     if imports.unsupported:
         raise ExportError(
             "no standalone fallback for "
@@ -307,21 +272,33 @@ def standalone_source(experiment: common_pb2.Experiment) -> str:
             + "; supported: "
             + ", ".join(sorted(SUPPORTED))
         )
-    layer = _rewrite(source.module_source, imports.replace, "bound above: FLA or the fallbacks")
-    layer = _without_future_imports(layer)
+    return imports
+
+
+def standalone_source(experiment: common_pb2.Experiment) -> str:
+    """The standalone file for an experiment; ExportError when a kernel it uses has no standalone copy."""
+    source = layer_source(experiment)
+    class_name = source.class_name or DEFAULT_CLASS_NAME
+    imports = _layer_imports(source.module_source)
+    files = standalone.files({standalone.BACKBONE, *(SUPPORTED[p][1] for p in imports.bindings.values())})
+    # Named after its content: two exported files loaded in one process share a copy only if it is the same.
+    package = "_asiarch_kernels_" + hashlib.sha256(json.dumps(files).encode()).hexdigest()[:12]
+    layer = _rewrite(source.module_source, imports.replace, "bound above: FLA or asiarch's copy")
     parts = [
         _header(experiment, class_name),
         "from __future__ import annotations\n\nimport os\n"
         + ("import types as _types\n" * bool(imports.modules))
         + "\nimport torch\n",
+        _copy_block(package, files),
     ]
     if imports.bindings:
-        fallbacks = {SUPPORTED[public][1] for public in imports.bindings.values()}
-        parts += ["# " + "-" * 40 + " pure-PyTorch fallbacks\n", fallback_source(fallbacks)]
-        parts.append(_binding_block(imports))
+        parts.append(_binding_block(imports, package))
     else:
         parts.append('STANDALONE_KERNELS_USED = "none (the layer imports no kernels)"\n')
-    parts += [f"# {'-' * 40} the layer (experiment {experiment.id})\n", layer.strip() + "\n"]
-    parts += [f"# {'-' * 40} the backbone (asiarch.engineer.backbone)\n", backbone_source().strip() + "\n"]
-    parts.append(_main_block(experiment, class_name))
+    parts += [f"{RULE} the layer (experiment {experiment.id})\n", _without_future_imports(layer).strip()]
+    parts += [
+        f"{RULE} the backbone (asiarch.kernels.models)\n",
+        f"from {package}.{standalone.BACKBONE} import LanguageModel as BackboneLanguageModel\n",
+        _main_block(experiment, class_name),
+    ]
     return "\n\n".join(part.rstrip("\n") + "\n" for part in parts)

@@ -3,6 +3,8 @@
 embedding -> N x [RMSNorm -> candidate layer -> residual, RMSNorm -> SwiGLU MLP -> residual]
 -> RMSNorm -> LM head (tied to the embedding). Only the token-mixing layer
 changes between candidates, so differences in the numbers are the layer's.
+
+Imports only torch: `asiarch results export` copies this package into standalone files.
 """
 
 from __future__ import annotations
