@@ -22,9 +22,10 @@ from asiarch.common.cli import (
     output_path,
     precision_value,
 )
-from asiarch.common.contract import budget_presets
+from asiarch.common.contract import DEFAULT_CLASS_NAME, budget_presets
 from asiarch.common.devices import DEVICE_PATTERN, DEVICES
 from asiarch.engineer.baseline_table import BaselineTable, page
+from asiarch.engineer.budgets import DEFAULT_PRESET, SMOKE
 
 BASELINES_PAGE = "baselines.md"
 
@@ -237,7 +238,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     ):
         cmd = commands.add_parser(name, help=help_text)
         cmd.add_argument("file", type=Path, help="Python file defining the layer class")
-        cmd.add_argument("--class-name", default="DeltaNet", help="layer class")
+        cmd.add_argument("--class-name", default=DEFAULT_CLASS_NAME, help="layer class")
         _add_engineer(cmd)
         cmd.add_argument(
             "--reference", action="store_true", help="a quadratic reference: skip the complexity verdict"
@@ -247,7 +248,7 @@ def register(commands: argparse._SubParsersAction) -> None:
             _add_precision(cmd)
             cmd.add_argument("--json", action="store_true", help="print the ValidateResponse as JSON")
         else:
-            _add_budget(cmd, "smoke")
+            _add_budget(cmd, SMOKE)  # a command-line check of a layer: seconds, not minutes
             cmd.add_argument(
                 "--device",
                 type=matching(DEVICE_PATTERN, DEVICES),
@@ -258,7 +259,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         cmd.set_defaults(run=lambda args, runner=runner: asyncio.run(runner(args)))
 
     cmd = commands.add_parser("baselines", help=f"evaluate the shipped baselines, write {BASELINES_PAGE}")
-    _add_budget(cmd, "cpu")
+    _add_budget(cmd, DEFAULT_PRESET)
     cmd.add_argument(
         "--seeds",
         type=int,

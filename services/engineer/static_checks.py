@@ -30,10 +30,10 @@ import symtable
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from asiarch.common.contract import DEFAULT_CLASS_NAME
 from asiarch.common.source import SourceError, parse_source
 
 DEFAULT_MAX_BYTES = 64 * 1024
-DEFAULT_CLASS_NAME = "DeltaNet"
 
 # Modules a candidate may import (the module itself and its submodules).
 ALLOWED_IMPORTS = (

@@ -58,3 +58,17 @@ def test_a_budget_is_frozen_and_every_copy_is_checked() -> None:
         dataclasses.replace(budget, n_heads=3)
     with pytest.raises(BudgetError, match=r"budget\.eval_batches cannot be set"):
         resolve("smoke", {"eval_batches": 1})
+
+
+def test_the_engineers_default_preset_is_one_of_the_contracts_with_the_same_error_as_before() -> None:
+    from asiarch.common.config import load_settings
+    from asiarch.common.errors import ConfigError
+    from asiarch.engineer.config import EngineerSettings
+
+    assert load_settings(EngineerSettings, engineer_default_budget="gpu").engineer_default_budget == "gpu"
+    with pytest.raises(ConfigError) as caught:
+        load_settings(EngineerSettings, engineer_default_budget="huge")
+    assert str(caught.value) == (
+        "invalid configuration: ASIARCH_ENGINEER_DEFAULT_BUDGET: Input should be 'smoke', 'cpu' or 'gpu' "
+        "(got 'huge')"
+    )
