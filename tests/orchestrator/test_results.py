@@ -384,7 +384,7 @@ def test_report_is_one_self_contained_page(report: Path, recorded: dict[str, com
     assert page.count("<svg") >= 4
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", page, re.I)
     assert not re.search(r"<(script|link|img|iframe)\b", page, re.I)
-    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in page
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in page
     top = expected_order(recorded)
     candidates = [i for i in top if not recorded[i].is_baseline][:5]
     for name in candidates:
