@@ -20,9 +20,9 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
-from asiarch.engineer.backbone import LanguageModel, mixer_output
 from asiarch.engineer.budgets import BF16_AUTOCAST, Budget
 from asiarch.engineer.precision import autocast, candidate_line, dtype_clash
+from asiarch.kernels.models import LanguageModel, mixer_output
 
 Check = dict[str, Any]
 SHAPES = ((1, 17), (2, 64), (3, 33))  # (batch, length): odd lengths and a chunk-sized one

@@ -20,10 +20,10 @@ import torch
 import torch.nn.functional as F
 
 from asiarch.engineer import mqar
-from asiarch.engineer.backbone import LanguageModel
 from asiarch.engineer.budgets import Budget
 from asiarch.engineer.corpus import Corpus, batches
 from asiarch.engineer.precision import autocast
+from asiarch.kernels.models import LanguageModel
 
 Emit = Callable[[dict[str, Any]], None]
 BYTE_VOCAB = 256
