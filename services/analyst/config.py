@@ -1,8 +1,11 @@
-"""Analyst settings (ASIARCH_* environment variables, on top of the shared server settings).
+"""Analyst settings (ASIARCH_* environment variables, on top of the shared server and LLM settings).
 
 The analyst is the only service with state. With no MongoDB URI and no Qdrant
 URL it keeps everything under `ASIARCH_RUN_DIR` (an embedded document store
 and Qdrant's local mode), which is what `asiarch discover` uses on a laptop.
+
+The LLM settings (ASIARCH_LLM_*: the judge and the analyses) are part of this object, so the
+environment is read once, when the service starts.
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 
 from asiarch.common.config import ServerSettings
+from asiarch.common.llm import LLMSettings
 
 
-class AnalystSettings(ServerSettings):
+class AnalystSettings(ServerSettings, LLMSettings):
     run_dir: Path = Field(
         default=Path("runs/local"),
         description="Directory of the embedded store and Qdrant's local mode (used when no URI/URL is set).",

@@ -269,13 +269,12 @@ async def _store_unreadable(server: grpc.aio.Server, error: StoreUnreadable) -> 
 
 
 def _llm_label(settings: LLMSettings) -> str:
-    return f"llm:{settings.backend}:{settings.model or 'default'}"
+    return f"llm:{settings.llm_backend}:{settings.llm_model or 'default'}"
 
 
 @asynccontextmanager
 async def lifespan(server: grpc.aio.Server, settings: AnalystSettings) -> AsyncIterator[Sequence[str]]:
     async with AsyncExitStack() as stack:
-        llm_settings = LLMSettings()
         embedder = Embedder(settings.embedding_model, settings.embedding_device)
         database = open_database(
             mongo_uri=settings.mongo_uri.get_secret_value() if settings.mongo_uri else None,
@@ -306,13 +305,11 @@ async def lifespan(server: grpc.aio.Server, settings: AnalystSettings) -> AsyncI
         cognition = CognitionBase(database.collection("cognition"), vectors)
         if settings.analyst_ingest_builtin and (ingestion := await _start_ingesting(cognition)):
             stack.callback(ingestion.cancel)
-        llm = create_llm(llm_settings)
-        if (start := getattr(llm, "start", None)) is not None:
-            await start()
-        if (close := getattr(llm, "close", None)) is not None:
-            stack.push_async_callback(close)
+        llm = create_llm(settings)
+        await llm.start()
+        stack.push_async_callback(llm.close)
         repository = ExperimentRepository(database.collection("experiments"))
-        recorder = Recorder(settings, repository, vectors, llm, _llm_label(llm_settings))
+        recorder = Recorder(settings, repository, vectors, llm, _llm_label(settings))
         servicer = AnalystServicer(settings, repository, vectors, cognition, recorder)
         analyst_pb2_grpc.add_AnalystServicer_to_server(servicer, server)
         log.info(
@@ -321,7 +318,7 @@ async def lifespan(server: grpc.aio.Server, settings: AnalystSettings) -> AsyncI
             vectors="qdrant-server" if settings.qdrant_url else "qdrant-local",
             embedding_model=settings.embedding_model,
             embedding_model_loaded=embedder.loaded,
-            llm=llm_settings.backend,
+            llm=settings.llm_backend,
         )
         try:
             yield [ANALYST]
@@ -341,5 +338,4 @@ SERVICE = ServiceDefinition(
     lifespan=lifespan,  # type: ignore[arg-type]
     settings_type=AnalystSettings,
     summary="experiment store, fitness, analyses and the cognition base",
-    extra_settings=(LLMSettings,),
 )

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, overload
 
 from asiarch.common import health_check
-from asiarch.common.config import load_settings
+from asiarch.common.config import env_name, load_settings
 from asiarch.common.contract import budget_presets, precisions, proposal_modes
 from asiarch.common.errors import ConfigError
 from asiarch.common.logs import configure_logging
@@ -79,9 +79,9 @@ def proposal_mode_value(mode: str | None) -> int:
 
 
 def _llm_backends() -> tuple[str, ...]:
-    from asiarch.common.llm.factory import BACKENDS
+    from asiarch.common.llm.factory import Backend
 
-    return BACKENDS
+    return tuple(backend.value for backend in Backend)
 
 
 BUDGETS = Choices(budget_presets)
@@ -93,12 +93,13 @@ LLM_BACKENDS = Choices(_llm_backends)
 def llm_backend(given: str | None) -> str:
     """The LLM backend of the local services a command starts: --llm, else $ASIARCH_LLM_BACKEND, else none.
 
-    Raises ConfigError when the variable names no backend, before anything starts.
+    Only the backend is read here: the services started read all of ASIARCH_LLM_* with their own
+    settings. Raises ConfigError when the variable names no backend, before anything starts.
     """
-    from asiarch.common.llm.factory import ENV_PREFIX
+    from asiarch.common.llm.factory import Backend, LLMSettings
 
-    variable = f"{ENV_PREFIX}BACKEND"
-    backend = given or os.environ.get(variable) or "none"
+    variable = env_name(LLMSettings, "llm_backend")
+    backend = given or os.environ.get(variable) or Backend.NONE.value
     if backend not in LLM_BACKENDS:
         raise ConfigError(f"{variable}={backend!r} is not an LLM backend; valid: {', '.join(LLM_BACKENDS)}")
     return backend
@@ -113,14 +114,17 @@ def proposal_mode(mode: str | None, llm: str | None) -> str | None:
     rather than run: the researcher could only answer with DSL mutations, hours of a run that is not
     the one asked for.
     """
+    from asiarch.common.llm.factory import Backend
+
     if llm is None:
         return mode
     if mode is None:
-        return "dsl" if llm == "none" else "code"
-    if mode == "code" and llm == "none":
+        return "dsl" if llm == Backend.NONE else "code"
+    if mode == "code" and llm == Backend.NONE:
+        with_llm = "|".join(backend for backend in LLM_BACKENDS if backend != Backend.NONE)
         raise ConfigError(
             "--mode code needs an LLM to write the code, and the researcher started here has none: "
-            f"give --llm {'|'.join(b for b in LLM_BACKENDS if b != 'none')} (or set ASIARCH_LLM_BACKEND), "
+            f"give --llm {with_llm} (or set ASIARCH_LLM_BACKEND), "
             "or leave --mode out (without an LLM the researcher proposes DSL mutations)"
         )
     return mode

@@ -1,13 +1,18 @@
-"""Researcher settings (ASIARCH_* environment variables, on top of the shared server settings)."""
+"""Researcher settings (ASIARCH_* environment variables, on top of the shared server and LLM settings).
+
+The LLM settings (ASIARCH_LLM_*) are part of this object, so the environment is read once, when the
+service starts, and the lifespan builds the LLM from the settings it is given.
+"""
 
 from __future__ import annotations
 
 from pydantic import Field
 
 from asiarch.common.config import ServerSettings
+from asiarch.common.llm import LLMSettings
 
 
-class ResearcherSettings(ServerSettings):
+class ResearcherSettings(ServerSettings, LLMSettings):
     analyst_address: str | None = Field(
         default=None, description="host:port of the analyst (knowledge retrieval, novelty); unset = skipped."
     )

@@ -11,6 +11,8 @@ import pydantic
 import pytest
 from llm_fake_server import FakeLLMServer
 
+from asiarch.analyst.config import AnalystSettings
+from asiarch.common.config import load_settings
 from asiarch.common.errors import ConfigError
 from asiarch.common.llm import (
     LLM,
@@ -30,6 +32,7 @@ from asiarch.common.llm import (
     render_chatml,
 )
 from asiarch.common.llm.local import default_model_path
+from asiarch.researcher.config import ResearcherSettings
 
 SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -232,6 +235,12 @@ class ScriptedLLM:
         self.replies = list(replies)
         self.calls: list[tuple[list[Message], dict[str, Any] | None]] = []
 
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
     async def generate(
         self,
         messages: Sequence[Message],
@@ -305,18 +314,18 @@ def test_factory_reads_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     llm = create_llm(settings)
     assert isinstance(llm, OpenAICompatibleClient)
     assert (llm.base_url, llm.model, llm.max_retries) == ("http://llm:8080", "m", 5)
-    tgi_llm = create_llm(LLMSettings(backend="tgi", url="http://tgi:80", timeout_seconds=3))
+    tgi_llm = create_llm(LLMSettings(llm_backend="tgi", llm_url="http://tgi:80", llm_timeout_seconds=3))
     assert isinstance(tgi_llm, TGIClient)
     assert tgi_llm.timeout == 3
-    assert isinstance(create_llm(LLMSettings(backend="local")), LocalClient)
+    assert isinstance(create_llm(LLMSettings(llm_backend="local")), LocalClient)
 
 
 @pytest.mark.parametrize(
     ("settings", "variable"),
     [
-        ({"backend": "tgi"}, "ASIARCH_LLM_URL"),
-        ({"backend": "openai", "model": "m"}, "ASIARCH_LLM_URL"),
-        ({"backend": "openai", "url": "http://x"}, "ASIARCH_LLM_MODEL"),
+        ({"llm_backend": "tgi"}, "ASIARCH_LLM_URL"),
+        ({"llm_backend": "openai", "llm_model": "m"}, "ASIARCH_LLM_URL"),
+        ({"llm_backend": "openai", "llm_url": "http://x"}, "ASIARCH_LLM_MODEL"),
     ],
 )
 def test_factory_names_missing_variable(
@@ -328,9 +337,25 @@ def test_factory_names_missing_variable(
         create_llm(LLMSettings(**settings))
 
 
+@pytest.mark.parametrize("settings_type", [ResearcherSettings, AnalystSettings])
+def test_a_service_reads_its_llm_with_its_own_settings(
+    monkeypatch: pytest.MonkeyPatch, settings_type: type[LLMSettings]
+) -> None:
+    # One read of the environment: the service builds its LLM from the settings it starts with.
+    monkeypatch.setenv("ASIARCH_LLM_BACKEND", "tgi")
+    monkeypatch.setenv("ASIARCH_LLM_URL", "http://tgi:80")
+    monkeypatch.setenv("ASIARCH_LLM_TIMEOUT_SECONDS", "7")
+    llm = create_llm(load_settings(settings_type))
+    assert isinstance(llm, TGIClient)
+    assert (llm.base_url, llm.timeout) == ("http://tgi:80", 7)
+    monkeypatch.setenv("ASIARCH_LLM_BACKEND", "gpt")
+    with pytest.raises(ConfigError, match=r"ASIARCH_LLM_BACKEND: .*'tgi' or 'openai' \(got 'gpt'\)"):
+        load_settings(settings_type)
+
+
 def test_settings_reject_unknown_backend() -> None:
     with pytest.raises(pydantic.ValidationError):
-        LLMSettings(backend="gpt")  # type: ignore[arg-type]
+        LLMSettings(llm_backend="gpt")  # type: ignore[arg-type]
 
 
 async def test_local_without_model_file_is_unavailable(tmp_path: Any) -> None:

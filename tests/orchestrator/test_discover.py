@@ -21,7 +21,7 @@ from support import BIN, REPO
 from asiarch.analyst.repository import ExperimentRepository
 from asiarch.analyst.store import EmbeddedDatabase
 from asiarch.common.errors import ConfigError
-from asiarch.common.llm.factory import BACKENDS
+from asiarch.common.llm.factory import Backend
 from asiarch.orchestrator.cli import check_strategy
 from asiarch.selector.strategies import list_strategies
 from asiarch.v1 import analyst_pb2, common_pb2
@@ -94,7 +94,7 @@ def refused(run_dir: Path, *args: str, env: dict[str, str] | None = None) -> str
     [
         ("--strategy", "nope", [info.name for info in list_strategies()]),
         ("--budget", "nope", ["smoke", "cpu", "gpu"]),
-        ("--llm", "nope", list(BACKENDS)),
+        ("--llm", "nope", [backend.value for backend in Backend]),
         ("--mode", "nope", ["code", "dsl"]),
         ("--device", "tpu", ["'cpu'", "'cuda'", "'cuda:N'"]),
     ],

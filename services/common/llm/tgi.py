@@ -24,18 +24,18 @@ to what is left, never below 1.
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx2
+import structlog
 from huggingface_hub import AsyncInferenceClient
 
 from asiarch.common.llm._retry import call_with_retries
-from asiarch.common.llm.base import LLMError, LLMUnavailable, Message
+from asiarch.common.llm.base import LLM, LLMError, LLMUnavailable, Message
 
-logger = logging.getLogger(__name__)
+log = structlog.get_logger(__name__)
 
 CHATML_STOP = "<|im_end|>"
 #: TGI's default `--max-stop-sequences`.
@@ -49,7 +49,7 @@ def render_chatml(messages: Sequence[Message]) -> str:
     return "".join(parts) + "<|im_start|>assistant\n"
 
 
-class TGIClient:
+class TGIClient(LLM):
     """`LLM` backed by a TGI server; JSON output is enforced with TGI's grammar support."""
 
     def __init__(
@@ -98,12 +98,12 @@ class TGIClient:
             self.info.get("max_input_tokens", self.info.get("max_input_length"))
         )
         self.max_total_tokens = _int_or_none(self.info.get("max_total_tokens"))
-        logger.info(
-            "TGI %s ready: model=%s max_input_tokens=%s max_total_tokens=%s",
-            self.base_url,
-            self.info.get("model_id"),
-            self.max_input_tokens,
-            self.max_total_tokens,
+        log.info(
+            "TGI ready",
+            url=self.base_url,
+            model=self.info.get("model_id"),
+            max_input_tokens=self.max_input_tokens,
+            max_total_tokens=self.max_total_tokens,
         )
 
     async def close(self) -> None:
