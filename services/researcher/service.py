@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import TypeVar
 
 import grpc
 import pydantic
@@ -18,7 +20,7 @@ import structlog
 from asiarch.common import contract
 from asiarch.common.client import open_channel
 from asiarch.common.errors import InvalidArgument
-from asiarch.common.llm import LLMError, LLMSettings, Message, NoLLM, create_llm, generate_model
+from asiarch.common.llm import LLM, LLMError, Message, NoLLM, create_llm, generate_model
 from asiarch.common.server import ServiceDefinition
 from asiarch.researcher import prompts, proposer
 from asiarch.researcher.config import ResearcherSettings
@@ -40,6 +42,18 @@ class CodeRepair(pydantic.BaseModel):
     code: str = pydantic.Field(min_length=50)
 
 
+AnswerT = TypeVar("AnswerT", bound=pydantic.BaseModel)
+
+
+@dataclass(frozen=True)
+class _Novel:
+    """A proposal, its similarity to the closest stored motivation, and how many rewrites it took."""
+
+    proposal: common_pb2.Proposal
+    similarity: float
+    rewrites: int
+
+
 def _metrics(experiment: common_pb2.Experiment) -> str:
     m = experiment.evaluation.metrics
     parts = [f"val_loss={m.val_loss:.4f}"] if m.HasField("val_loss") else []
@@ -48,7 +62,7 @@ def _metrics(experiment: common_pb2.Experiment) -> str:
 
 
 class ResearcherServicer(researcher_pb2_grpc.ResearcherServicer):
-    def __init__(self, settings: ResearcherSettings, llm: object) -> None:
+    def __init__(self, settings: ResearcherSettings, llm: LLM) -> None:
         self.settings = settings
         self.llm = llm
         token = settings.auth_token.get_secret_value() if settings.auth_token else None
@@ -84,6 +98,13 @@ class ResearcherServicer(researcher_pb2_grpc.ResearcherServicer):
             return 0.0
         return contract.similarity(reply.novelty)
 
+    def _too_similar(self, similarity: float, rewrites: int) -> bool:
+        """Whether a proposal this similar to a stored one is rewritten (while rewrites are left)."""
+        return (
+            similarity >= self.settings.researcher_novelty_threshold
+            and rewrites < self.settings.researcher_max_rewrites
+        )
+
     async def Propose(
         self, request: researcher_pb2.ProposeRequest, context: grpc.aio.ServicerContext
     ) -> researcher_pb2.ProposeResponse:
@@ -94,61 +115,73 @@ class ResearcherServicer(researcher_pb2_grpc.ResearcherServicer):
         fallback = ""
         wants_code = request.mode != common_pb2.PROPOSAL_MODE_DSL
         if wants_code and not isinstance(self.llm, NoLLM):
-            proposal, fallback = await self._llm_proposal(request, knowledge)
-            rewrites = 0
-            similarity = await self._similarity(proposal.motivation, request.run_id) if proposal else 0.0
-            while (
-                proposal is not None
-                and similarity >= self.settings.researcher_novelty_threshold
-                and rewrites < self.settings.researcher_max_rewrites
-            ):
-                rewrites += 1
-                note = (
-                    f"Your previous idea ({proposal.name}: {proposal.motivation[:300]}) is too similar to an "
-                    "earlier experiment. Propose a clearly different mechanism."
-                )
-                retry, fallback = await self._llm_proposal(request, f"{knowledge}\n\n{note}")
-                if retry is None:
-                    break
-                proposal = retry
-                similarity = await self._similarity(proposal.motivation, request.run_id)
-            if proposal is not None:
+            found, fallback = await self._novel_llm_proposal(request, knowledge)
+            if found is not None:
                 return researcher_pb2.ProposeResponse(
-                    proposal=proposal,
+                    proposal=found.proposal,
                     knowledge_ids=knowledge_ids,
-                    max_similarity=similarity,
-                    rewrites=rewrites,
+                    max_similarity=found.similarity,
+                    rewrites=found.rewrites,
                 )
         elif wants_code and request.mode == common_pb2.PROPOSAL_MODE_CODE:
             fallback = "no LLM configured (ASIARCH_LLM_BACKEND=none): proposed a DSL mutation instead"
+        found = await self._novel_mutation(request)
+        return researcher_pb2.ProposeResponse(
+            proposal=found.proposal,
+            knowledge_ids=knowledge_ids,
+            max_similarity=found.similarity,
+            rewrites=found.rewrites,
+            fallback_reason=fallback,
+        )
 
+    async def _novel_llm_proposal(
+        self, request: researcher_pb2.ProposeRequest, knowledge: str
+    ) -> tuple[_Novel | None, str]:
+        """The LLM's proposal, rewritten while it is too similar to a stored one; None and why without one.
+
+        A rewrite the LLM fails to give keeps the last proposal.
+        """
+        proposal, fallback = await self._llm_proposal(request, knowledge)
+        if proposal is None:
+            return None, fallback
+        rewrites = 0
+        similarity = await self._similarity(proposal.motivation, request.run_id)
+        while self._too_similar(similarity, rewrites):
+            rewrites += 1
+            note = (
+                f"Your previous idea ({proposal.name}: {proposal.motivation[:300]}) is too similar to an "
+                "earlier experiment. Propose a clearly different mechanism."
+            )
+            retry, fallback = await self._llm_proposal(request, f"{knowledge}\n\n{note}")
+            if retry is None:
+                break
+            proposal = retry
+            similarity = await self._similarity(proposal.motivation, request.run_id)
+        return _Novel(proposal, similarity, rewrites), fallback
+
+    async def _novel_mutation(self, request: researcher_pb2.ProposeRequest) -> _Novel:
+        """A DSL mutation of the parent, drawn again (next seed, no spec twice) while it is too similar."""
+        parent, references = request.parent, list(request.references)
         avoid: set[str] = set()
         rewrites = 0
-        draft = proposer.mutation_draft(parent, list(request.references), request.seed, avoid)
+        draft = proposer.mutation_draft(parent, references, request.seed, avoid)
         similarity = await self._similarity(draft.motivation, request.run_id)
-        while (
-            similarity >= self.settings.researcher_novelty_threshold
-            and rewrites < self.settings.researcher_max_rewrites
-        ):
+        while self._too_similar(similarity, rewrites):
             avoid.add(draft.spec.model_dump_json())
             rewrites += 1
-            draft = proposer.mutation_draft(parent, list(request.references), request.seed + rewrites, avoid)
+            draft = proposer.mutation_draft(parent, references, request.seed + rewrites, avoid)
             similarity = await self._similarity(draft.motivation, request.run_id)
         proposal = common_pb2.Proposal(
             name=draft.name,
             motivation=draft.motivation,
-            source=common_pb2.ArchitectureSource(module_source=render(draft.spec), class_name="DeltaNet"),
+            source=common_pb2.ArchitectureSource(
+                module_source=render(draft.spec), class_name=contract.DEFAULT_CLASS_NAME
+            ),
             spec_json=draft.spec.model_dump_json(),
             origin=common_pb2.PROPOSAL_ORIGIN_DSL_MUTATION,
             generator=f"{proposer.MUTATION_PREFIX}{draft.operator}",
         )
-        return researcher_pb2.ProposeResponse(
-            proposal=proposal,
-            knowledge_ids=knowledge_ids,
-            max_similarity=similarity,
-            rewrites=rewrites,
-            fallback_reason=fallback,
-        )
+        return _Novel(proposal, similarity, rewrites)
 
     async def _llm_proposal(
         self, request: researcher_pb2.ProposeRequest, knowledge: str
@@ -162,6 +195,13 @@ class ResearcherServicer(researcher_pb2_grpc.ResearcherServicer):
             log.exception("LLM proposal failed unexpectedly")
             return None, f"the LLM call failed ({type(exc).__name__}): proposed a DSL mutation instead"
 
+    async def _ask(self, system: str, prompt: str, answer_type: type[AnswerT]) -> AnswerT | None:
+        """An answer of `answer_type` from the LLM; None when it gave no valid one. LLMError passes on."""
+        messages = [Message("system", system), Message("user", prompt)]
+        return await generate_model(
+            self.llm, messages, answer_type, attempts=self.settings.researcher_llm_attempts, max_tokens=2048
+        )
+
     async def _ask_llm(
         self, request: researcher_pb2.ProposeRequest, knowledge: str
     ) -> tuple[common_pb2.Proposal | None, str]:
@@ -170,7 +210,7 @@ class ResearcherServicer(researcher_pb2_grpc.ResearcherServicer):
             f"- {r.name}: {_metrics(r)}; {r.proposal.motivation[:300]}" for r in request.references
         )
         prompt = prompts.load("propose_code").format(
-            class_name="DeltaNet",
+            class_name=contract.DEFAULT_CLASS_NAME,
             parent_name=parent.name or parent.proposal.name,
             parent_motivation=parent.proposal.motivation or "(none)",
             parent_metrics=_metrics(parent),
@@ -179,18 +219,10 @@ class ResearcherServicer(researcher_pb2_grpc.ResearcherServicer):
             references=references or "(none)",
             knowledge=knowledge or "(none)",
         )
-        messages = [
-            Message("system", "You design neural network layers. Answer with JSON only."),
-            Message("user", prompt),
-        ]
         try:
-            answer = await generate_model(
-                self.llm,
-                messages,
-                CodeProposal,
-                attempts=self.settings.researcher_llm_attempts,
-                max_tokens=2048,
-            )  # type: ignore[arg-type]
+            answer = await self._ask(
+                "You design neural network layers. Answer with JSON only.", prompt, CodeProposal
+            )
         except LLMError as exc:
             return None, f"the LLM failed ({exc.message}): proposed a DSL mutation instead"
         if answer is None:
@@ -199,7 +231,9 @@ class ResearcherServicer(researcher_pb2_grpc.ResearcherServicer):
             common_pb2.Proposal(
                 name=answer.name[:64],
                 motivation=answer.motivation,
-                source=common_pb2.ArchitectureSource(module_source=answer.code, class_name="DeltaNet"),
+                source=common_pb2.ArchitectureSource(
+                    module_source=answer.code, class_name=contract.DEFAULT_CLASS_NAME
+                ),
                 origin=common_pb2.PROPOSAL_ORIGIN_LLM_CODE,
                 generator=f"llm:{type(self.llm).__name__}",
             ),
@@ -220,18 +254,8 @@ class ResearcherServicer(researcher_pb2_grpc.ResearcherServicer):
                 motivation=request.motivation or "(none)",
                 source=request.source.module_source,
             )
-            messages = [
-                Message("system", "You fix Python code. Answer with JSON only."),
-                Message("user", prompt),
-            ]
             try:
-                answer = await generate_model(
-                    self.llm,
-                    messages,
-                    CodeRepair,
-                    attempts=self.settings.researcher_llm_attempts,
-                    max_tokens=2048,
-                )  # type: ignore[arg-type]
+                answer = await self._ask("You fix Python code. Answer with JSON only.", prompt, CodeRepair)
             except Exception:  # LLMError or a broken client: fall back to the deterministic repair
                 log.exception("LLM repair failed")
                 answer = None
@@ -245,7 +269,9 @@ class ResearcherServicer(researcher_pb2_grpc.ResearcherServicer):
                 )
         source, spec_json, summary = proposer.deterministic_repair(request.spec_json, request.error)
         return researcher_pb2.RepairResponse(
-            source=common_pb2.ArchitectureSource(module_source=source, class_name="DeltaNet"),
+            source=common_pb2.ArchitectureSource(
+                module_source=source, class_name=contract.DEFAULT_CLASS_NAME
+            ),
             spec_json=spec_json,
             summary=summary,
             repaired_by="dsl:deterministic",
@@ -254,10 +280,8 @@ class ResearcherServicer(researcher_pb2_grpc.ResearcherServicer):
 
 @asynccontextmanager
 async def lifespan(server: grpc.aio.Server, settings: ResearcherSettings) -> AsyncIterator[Sequence[str]]:
-    llm = create_llm(LLMSettings())
-    start = getattr(llm, "start", None)
-    if start is not None:
-        await start()
+    llm = create_llm(settings)
+    await llm.start()
     servicer = ResearcherServicer(settings, llm)
     researcher_pb2_grpc.add_ResearcherServicer_to_server(servicer, server)
     try:
@@ -265,9 +289,7 @@ async def lifespan(server: grpc.aio.Server, settings: ResearcherSettings) -> Asy
     finally:
         if servicer.analyst_channel is not None:
             await servicer.analyst_channel.close()
-        close = getattr(llm, "close", None)
-        if close is not None:
-            await close()
+        await llm.close()
 
 
 SERVICE = ServiceDefinition(
@@ -276,5 +298,4 @@ SERVICE = ServiceDefinition(
     lifespan=lifespan,  # type: ignore[arg-type]
     settings_type=ResearcherSettings,
     summary="proposals (LLM code or DSL mutations) and repairs",
-    extra_settings=(LLMSettings,),
 )

@@ -10,6 +10,8 @@ mutation), so every option leaves a comment saying what it does.
 
 from __future__ import annotations
 
+from asiarch.common.contract import DEFAULT_CLASS_NAME
+
 from .spec import ArchitectureSpec, MixerSpec
 
 _FEATURE_MAP_CODE: dict[str, tuple[str, str]] = {
@@ -122,6 +124,49 @@ def _render_mixer_init(src: _Source, mixer: MixerSpec, suffix: str, label: str) 
         )
 
 
+def _render_gate_forward(src: _Source, mixer: MixerSpec, s: str, attr: str) -> list[str]:
+    """Emit the decay of one mixer; returns the kernel arguments it adds."""
+    if mixer.gate == "mamba2":
+        src.add(
+            2,
+            f"g{s} = -self.A_log{attr}.float().exp() * F.softplus(",
+            f"    self.a_proj{attr}(hidden_states).float() + self.dt_bias{attr}",
+            ")",
+        )
+        return [f"g{s}"]
+    if mixer.gate == "sigmoid_log":
+        src.add(2, f"g{s} = F.logsigmoid(self.a_proj{attr}(hidden_states).float()) / 16")
+        return [f"g{s}"]
+    if mixer.gate != "fixed_per_head":
+        return []
+    if mixer.kind == "simple_gla":
+        return [f"g_gamma=self.g_gamma{attr}"]
+    src.add(
+        2,
+        "# The gated delta rule takes a per-token decay: broadcast the fixed one over",
+        "# batch and time.",
+        f"g{s} = self.g_gamma{attr}.view(1, 1, -1).expand(q.shape[0], q.shape[1], -1).contiguous()",
+    )
+    return [f"g{s}"]
+
+
+def _render_beta_forward(src: _Source, mixer: MixerSpec, s: str, attr: str) -> list[str]:
+    """Emit the delta-rule write strength of one mixer; returns the kernel arguments it adds."""
+    if mixer.beta == "sigmoid":
+        src.add(2, "# beta in (0, 1): each write partially replaces the old value stored under k.")
+        src.add(2, f"beta{s} = self.b_proj{attr}(hidden_states).sigmoid()")
+    elif mixer.beta == "sigmoid_times_two":
+        src.add(
+            2,
+            "# beta in (0, 2): allows negative eigenvalues of the state transition (state tracking).",
+            f"beta{s} = 2 * self.b_proj{attr}(hidden_states).sigmoid()",
+        )
+    elif mixer.beta == "constant_one":
+        src.add(2, "# beta = 1: every write fully replaces the value stored under k.")
+        src.add(2, f"beta{s} = q.new_ones(q.shape[:3])")
+    return [f"beta{s}"] if mixer.beta != "none" else []
+
+
 def _render_mixer_forward(src: _Source, mixer: MixerSpec, index: int, label: str, hybrid: bool) -> str:
     """Emit the forward code of one mixer; returns the name of its output variable.
 
@@ -139,43 +184,7 @@ def _render_mixer_forward(src: _Source, mixer: MixerSpec, index: int, label: str
     if mixer.qk_norm == "l2":
         src.add(2, "# L2-normalised q and k: unit-length keys keep the state update bounded.")
         src.add(2, f"{q}, {k} = l2norm({q}), l2norm({k})")
-    args = [q, k, "v"]
-    if mixer.gate == "mamba2":
-        src.add(
-            2,
-            f"g{s} = -self.A_log{attr}.float().exp() * F.softplus(",
-            f"    self.a_proj{attr}(hidden_states).float() + self.dt_bias{attr}",
-            ")",
-        )
-        args.append(f"g{s}")
-    elif mixer.gate == "sigmoid_log":
-        src.add(2, f"g{s} = F.logsigmoid(self.a_proj{attr}(hidden_states).float()) / 16")
-        args.append(f"g{s}")
-    elif mixer.gate == "fixed_per_head":
-        if mixer.kind == "simple_gla":
-            args.append(f"g_gamma=self.g_gamma{attr}")
-        else:
-            src.add(
-                2,
-                "# The gated delta rule takes a per-token decay: broadcast the fixed one over",
-                "# batch and time.",
-                f"g{s} = self.g_gamma{attr}.view(1, 1, -1).expand(q.shape[0], q.shape[1], -1).contiguous()",
-            )
-            args.append(f"g{s}")
-    if mixer.beta == "sigmoid":
-        src.add(2, "# beta in (0, 1): each write partially replaces the old value stored under k.")
-        src.add(2, f"beta{s} = self.b_proj{attr}(hidden_states).sigmoid()")
-    elif mixer.beta == "sigmoid_times_two":
-        src.add(
-            2,
-            "# beta in (0, 2): allows negative eigenvalues of the state transition (state tracking).",
-            f"beta{s} = 2 * self.b_proj{attr}(hidden_states).sigmoid()",
-        )
-    elif mixer.beta == "constant_one":
-        src.add(2, "# beta = 1: every write fully replaces the value stored under k.")
-        src.add(2, f"beta{s} = q.new_ones(q.shape[:3])")
-    if mixer.beta != "none":
-        args.append(f"beta{s}")
+    args = [q, k, "v", *_render_gate_forward(src, mixer, s, attr), *_render_beta_forward(src, mixer, s, attr)]
     if mixer.kind == "linear_attn":
         if mixer.normalize:
             src.add(
@@ -188,9 +197,8 @@ def _render_mixer_forward(src: _Source, mixer: MixerSpec, index: int, label: str
     return o
 
 
-def render(spec: ArchitectureSpec, class_name: str = "DeltaNet") -> str:
-    """Python source of a complete module defining `class_name` for `spec`."""
-    src = _Source()
+def _render_header(src: _Source, spec: ArchitectureSpec, class_name: str) -> None:
+    """The module docstring, the imports and the class statement."""
     src.add(
         0,
         f'"""{class_name}: a token-mixing layer generated by the researcher\'s architecture DSL.',
@@ -218,7 +226,9 @@ def render(spec: ArchitectureSpec, class_name: str = "DeltaNet") -> str:
         f"class {class_name}(nn.Module):",
     )
 
-    # ---- __init__ ----
+
+def _render_projections_init(src: _Source, spec: ArchitectureSpec) -> None:
+    """The start of `__init__`: heads, key and value widths, the q, k and v projections."""
     src.add(
         1,
         "def __init__(self, hidden_size: int = 256, num_heads: int = 4, **kwargs: object) -> None:",
@@ -249,18 +259,25 @@ def render(spec: ArchitectureSpec, class_name: str = "DeltaNet") -> str:
         "self.k_proj = nn.Linear(hidden_size, self.key_dim, bias=False)",
         "self.v_proj = nn.Linear(hidden_size, self.value_dim, bias=False)",
     )
-    _render_conv_init(src, spec)
+
+
+def _render_mixers_init(src: _Source, spec: ArchitectureSpec) -> None:
+    """The parameters of the mixer, or of both mixers of a hybrid and their learned mix."""
     if spec.secondary is None:
         _render_mixer_init(src, spec.mixer, "", "Mixer")
-    else:
-        _render_mixer_init(src, spec.mixer, "", "Hybrid, mixer 1")
-        _render_mixer_init(src, spec.secondary, "_2", "Hybrid, mixer 2")
-        src.add(
-            2,
-            "# Learned per-channel mix m = sigmoid(mix_logit): o = m * o_1 + (1 - m) * o_2,",
-            "# starting at 50/50.",
-            "self.mix_logit = nn.Parameter(torch.zeros(self.num_heads, self.head_v_dim))",
-        )
+        return
+    _render_mixer_init(src, spec.mixer, "", "Hybrid, mixer 1")
+    _render_mixer_init(src, spec.secondary, "_2", "Hybrid, mixer 2")
+    src.add(
+        2,
+        "# Learned per-channel mix m = sigmoid(mix_logit): o = m * o_1 + (1 - m) * o_2,",
+        "# starting at 50/50.",
+        "self.mix_logit = nn.Parameter(torch.zeros(self.num_heads, self.head_v_dim))",
+    )
+
+
+def _render_output_init(src: _Source, spec: ArchitectureSpec) -> None:
+    """The end of `__init__`: the output gate, the output norm and the output projection."""
     if spec.output_gate != "none":
         src.add(
             2,
@@ -276,7 +293,9 @@ def render(spec: ArchitectureSpec, class_name: str = "DeltaNet") -> str:
             src.add(2, "self.o_norm = RMSNorm(self.head_v_dim)")
     src.add(2, "self.o_proj = nn.Linear(self.value_dim, hidden_size, bias=False)", "")
 
-    # ---- forward ----
+
+def _render_inputs_forward(src: _Source, spec: ArchitectureSpec) -> None:
+    """The start of `forward`: q, k and v projected, convolved, and split into heads."""
     src.add(
         1,
         "def forward(self, hidden_states: torch.Tensor, **kwargs: object) -> tuple[torch.Tensor, None]:",
@@ -299,12 +318,20 @@ def render(spec: ArchitectureSpec, class_name: str = "DeltaNet") -> str:
         'k = rearrange(k, "b t (h d) -> b t h d", h=self.num_heads)',
         'v = rearrange(v, "b t (h d) -> b t h d", h=self.num_heads)',
     )
+
+
+def _render_mixers_forward(src: _Source, spec: ArchitectureSpec) -> None:
+    """The mixer's output `o`, or both mixers' outputs mixed into `o` in a hybrid."""
     if spec.secondary is None:
         _render_mixer_forward(src, spec.mixer, 1, "Mixer", hybrid=False)
-    else:
-        o1 = _render_mixer_forward(src, spec.mixer, 1, "Hybrid, mixer 1", hybrid=True)
-        o2 = _render_mixer_forward(src, spec.secondary, 2, "Hybrid, mixer 2", hybrid=True)
-        src.add(2, "m = self.mix_logit.sigmoid()", f"o = m * {o1} + (1 - m) * {o2}")
+        return
+    o1 = _render_mixer_forward(src, spec.mixer, 1, "Hybrid, mixer 1", hybrid=True)
+    o2 = _render_mixer_forward(src, spec.secondary, 2, "Hybrid, mixer 2", hybrid=True)
+    src.add(2, "m = self.mix_logit.sigmoid()", f"o = m * {o1} + (1 - m) * {o2}")
+
+
+def _render_output_forward(src: _Source, spec: ArchitectureSpec) -> None:
+    """The end of `forward`: gate and norm `o`, merge the heads, project back to hidden_size."""
     if spec.output_gate != "none":
         src.add(2, 'gate = rearrange(self.g_proj(hidden_states), "b t (h d) -> b t h d", h=self.num_heads)')
     if spec.output_norm == "rmsnorm" and spec.output_gate == "swish":
@@ -318,4 +345,17 @@ def render(spec: ArchitectureSpec, class_name: str = "DeltaNet") -> str:
     elif spec.output_gate == "sigmoid":
         src.add(2, "o = o * gate.sigmoid()")
     src.add(2, 'o = rearrange(o, "b t h d -> b t (h d)")', "return self.o_proj(o), None")
+
+
+def render(spec: ArchitectureSpec, class_name: str = DEFAULT_CLASS_NAME) -> str:
+    """Python source of a complete module defining `class_name` for `spec`."""
+    src = _Source()
+    _render_header(src, spec, class_name)
+    _render_projections_init(src, spec)
+    _render_conv_init(src, spec)
+    _render_mixers_init(src, spec)
+    _render_output_init(src, spec)
+    _render_inputs_forward(src, spec)
+    _render_mixers_forward(src, spec)
+    _render_output_forward(src, spec)
     return src.text()
