@@ -18,6 +18,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from asiarch.analyst.repository import ExperimentRepository
 from asiarch.analyst.store import EmbeddedDatabase
 from asiarch.analyst.vectors import ANALYSES, MOTIVATIONS, Embedder, VectorIndex, point_id
 from asiarch.common.client import open_channel
+from asiarch.common.contract import DEFAULT_CLASS_NAME
 from asiarch.common.local import local_service
 from asiarch.common.markdown import write_section
 from asiarch.v1 import analyst_pb2, analyst_pb2_grpc, common_pb2
@@ -58,7 +60,10 @@ GOALS = [
     "local n-gram modelling",
     "state capacity",
 ]
-SOURCE = "import torch\nfrom torch import nn\n\n\nclass DeltaNet(nn.Module):\n" + "    # layer body\n" * 120
+SOURCE = (
+    f"import torch\nfrom torch import nn\n\n\nclass {DEFAULT_CLASS_NAME}(nn.Module):\n"
+    + "    # layer body\n" * 120
+)
 
 
 def motivation(rng: random.Random) -> str:
@@ -92,7 +97,7 @@ def synthetic(i: int, rng: random.Random, parent: str | None) -> common_pb2.Expe
         proposal=common_pb2.Proposal(
             name=f"candidate-{i}",
             motivation=motivation(rng),
-            source=common_pb2.ArchitectureSource(module_source=SOURCE, class_name="DeltaNet"),
+            source=common_pb2.ArchitectureSource(module_source=SOURCE, class_name=DEFAULT_CLASS_NAME),
         ),
         evaluation=common_pb2.Evaluation(status=common_pb2.EVALUATION_STATUS_SUCCEEDED, metrics=metrics),
     )
@@ -163,7 +168,66 @@ def row(name: str, latencies: list[float], note: str = "") -> str:
     return f"| {name} | {len(latencies)} | {p50:.1f} | {p95:.1f} | {rate:.1f} | {note} |"
 
 
+@dataclass(frozen=True)
+class _Timed:
+    """One timed RPC: its row's name, the call (given its index), how many times, the row's note."""
+
+    name: str
+    call: Callable[[int], Awaitable[object]]
+    calls: int
+    note: str = ""
+
+
+def _timed_calls(
+    stub: analyst_pb2_grpc.AnalystStub, count: int, queries: int, rng: random.Random, deep_page_token: str
+) -> list[_Timed]:
+    """The calls `measure` times, in the order it times them (they draw from `rng` in that order)."""
+
+    async def record(i: int) -> object:
+        parent = f"bench-{rng.randrange(3, count):05d}"
+        return await stub.Record(
+            analyst_pb2.RecordRequest(experiment=synthetic(count + i, rng, parent)), timeout=120
+        )
+
+    async def retrieve(i: int) -> object:
+        query = f"{rng.choice(GOALS)} with {rng.choice(MECHANISMS)}"
+        return await stub.Retrieve(analyst_pb2.RetrieveRequest(query=query, k=5, run_id=RUN), timeout=60)
+
+    async def leaderboard(i: int) -> object:
+        return await stub.ListExperiments(
+            analyst_pb2.ListExperimentsRequest(run_id=RUN, page_size=50), timeout=60
+        )
+
+    async def deep_page(i: int) -> object:
+        request = analyst_pb2.ListExperimentsRequest(run_id=RUN, page_size=1000, page_token=deep_page_token)
+        return await stub.ListExperiments(request, timeout=60)
+
+    async def similar(i: int) -> object:
+        return await stub.FindSimilar(
+            analyst_pb2.FindSimilarRequest(motivation=motivation(rng), run_id=RUN), timeout=60
+        )
+
+    async def get(i: int) -> object:
+        request = analyst_pb2.GetExperimentRequest(id=f"bench-{rng.randrange(count):05d}")
+        return await stub.GetExperiment(request, timeout=60)
+
+    async def lineage(i: int) -> object:
+        request = analyst_pb2.LineageRequest(id=f"bench-{rng.randrange(count):05d}", max_depth=3)
+        return await stub.Lineage(request, timeout=60)
+
+    return [
+        _Timed("Record (new experiment: embed, score, analyse, store)", record, queries, "sequential"),
+        _Timed("Retrieve (cognition + analyses, k=5)", retrieve, queries),
+        _Timed("ListExperiments (leaderboard, first 50)", leaderboard, queries),
+        _Timed("ListExperiments (page 2 of 1000)", deep_page, max(5, queries // 5)),
+        _Timed("FindSimilar (k=5)", similar, queries),
+        _Timed("GetExperiment", get, queries),
+        _Timed("Lineage (max_depth 3)", lineage, queries),
+    ]
+
+
 async def measure(run_dir: Path, count: int, queries: int, rng: random.Random) -> list[str]:
+    """The table's rows: each call timed against a real analyst serving the store in `run_dir`."""
     env = {"ASIARCH_RUN_DIR": str(run_dir), "ASIARCH_LLM_BACKEND": "none", "ASIARCH_LOG_LEVEL": "warning"}
     # Kept after the run (the store is not): the place to look when a call fails.
     log_path = Path(tempfile.gettempdir()) / "asiarch-bench-analyst.log"
@@ -172,59 +236,13 @@ async def measure(run_dir: Path, count: int, queries: int, rng: random.Random) -
         open_channel(address) as channel,
     ):
         stub = analyst_pb2_grpc.AnalystStub(channel)
-
-        async def record(i: int) -> object:
-            parent = f"bench-{rng.randrange(3, count):05d}"
-            return await stub.Record(
-                analyst_pb2.RecordRequest(experiment=synthetic(count + i, rng, parent)), timeout=120
-            )
-
-        async def retrieve(i: int) -> object:
-            query = f"{rng.choice(GOALS)} with {rng.choice(MECHANISMS)}"
-            return await stub.Retrieve(analyst_pb2.RetrieveRequest(query=query, k=5, run_id=RUN), timeout=60)
-
-        async def leaderboard(i: int) -> object:
-            return await stub.ListExperiments(
-                analyst_pb2.ListExperimentsRequest(run_id=RUN, page_size=50), timeout=60
-            )
-
         first = await stub.ListExperiments(
             analyst_pb2.ListExperimentsRequest(run_id=RUN, page_size=1000), timeout=60
         )
-
-        async def deep_page(i: int) -> object:
-            request = analyst_pb2.ListExperimentsRequest(
-                run_id=RUN, page_size=1000, page_token=first.next_page_token
-            )
-            return await stub.ListExperiments(request, timeout=60)
-
-        async def similar(i: int) -> object:
-            return await stub.FindSimilar(
-                analyst_pb2.FindSimilarRequest(motivation=motivation(rng), run_id=RUN), timeout=60
-            )
-
-        async def get(i: int) -> object:
-            request = analyst_pb2.GetExperimentRequest(id=f"bench-{rng.randrange(count):05d}")
-            return await stub.GetExperiment(request, timeout=60)
-
-        async def lineage(i: int) -> object:
-            request = analyst_pb2.LineageRequest(id=f"bench-{rng.randrange(count):05d}", max_depth=3)
-            return await stub.Lineage(request, timeout=60)
-
-        rows = [
-            row(
-                "Record (new experiment: embed, score, analyse, store)",
-                await timed(queries, record),
-                "sequential",
-            )
+        return [
+            row(timed_call.name, await timed(timed_call.calls, timed_call.call), timed_call.note)
+            for timed_call in _timed_calls(stub, count, queries, rng, first.next_page_token)
         ]
-        rows.append(row("Retrieve (cognition + analyses, k=5)", await timed(queries, retrieve)))
-        rows.append(row("ListExperiments (leaderboard, first 50)", await timed(queries, leaderboard)))
-        rows.append(row("ListExperiments (page 2 of 1000)", await timed(max(5, queries // 5), deep_page)))
-        rows.append(row("FindSimilar (k=5)", await timed(queries, similar)))
-        rows.append(row("GetExperiment", await timed(queries, get)))
-        rows.append(row("Lineage (max_depth 3)", await timed(queries, lineage)))
-    return rows
 
 
 def run(count: int, queries: int, out: Path | None, command: str) -> str:

@@ -62,20 +62,16 @@ def failure_analysis(experiment: common_pb2.Experiment) -> common_pb2.Analysis:
     )
 
 
-def deterministic_analysis(
-    experiment: common_pb2.Experiment, table: list[common_pb2.Comparison]
-) -> common_pb2.Analysis:
-    values = metric_values(experiment)
-    motivation = experiment.proposal.motivation.strip()
+HEADLINE = ("val_loss", "benchmark_mean", "tokens_per_second", "layer_parameters")
+
+
+def _design(
+    experiment: common_pb2.Experiment, parent: common_pb2.Comparison | None, values: dict[str, float]
+) -> str:
+    """What the design is, where it comes from, and how its checks went."""
     name = experiment.name or experiment.proposal.name
-    parent = _find(table, common_pb2.RELATION_PARENT)
-    baseline = _find(table, common_pb2.RELATION_BASELINE)
-    siblings = [c for c in table if c.relation == common_pb2.RELATION_SIBLING]
     checks = experiment.evaluation.checks
     passed = sum(c.passed for c in checks)
-    benchmarks = tuple(m for m in values if "/" in m)
-    headline = ("val_loss", "benchmark_mean", "tokens_per_second", "layer_parameters")
-
     origin = experiment.proposal.generator or common_pb2.ProposalOrigin.Name(experiment.proposal.origin)
     origin = origin.removeprefix("PROPOSAL_ORIGIN_").lower().replace("_", " ")
     design = (
@@ -90,33 +86,48 @@ def deterministic_analysis(
         )
         + (f"Layer parameters: {values['layer_parameters']:,.0f}." if "layer_parameters" in values else "")
     )
+    return design.strip()
 
+
+def _results(
+    values: dict[str, float],
+    parent: common_pb2.Comparison | None,
+    baseline: common_pb2.Comparison | None,
+) -> str:
+    """The measured numbers, then the headline metrics against the parent and the baseline."""
     results = [f"val_loss {values['val_loss']:.4f}" if "val_loss" in values else "val_loss not measured"]
-    results += [f"{m} {values[m]:.3f}" for m in benchmarks]
+    results += [f"{m} {values[m]:.3f}" for m in values if "/" in m]  # the benchmarks
     if "tokens_per_second" in values:
         results.append(f"{values['tokens_per_second']:,.0f} tokens/s")
-    results_text = "Measured " + ", ".join(results) + "."
+    text = "Measured " + ", ".join(results) + "."
     if parent is not None:
-        results_text += f" Against the parent: {_describe(parent, headline)}."
+        text += f" Against the parent: {_describe(parent, HEADLINE)}."
     if baseline is not None:
-        results_text += f" Against baseline {baseline.name}: {_describe(baseline, headline)}."
+        text += f" Against baseline {baseline.name}: {_describe(baseline, HEADLINE)}."
+    return text
 
+
+def _expectation(motivation: str, reference: common_pb2.Comparison | None) -> str:
+    """Whether the metric the motivation is about moved the right way against `reference`."""
     focus = "benchmark_mean" if any(w in motivation.lower() for w in RECALL_WORDS) else "val_loss"
     if any(w in motivation.lower() for w in SPEED_WORDS) and focus == "val_loss":
         focus = "tokens_per_second"
-    reference = parent or baseline
     target = _delta(reference, focus)
-    if target is None:
+    if reference is None or target is None:
         expectation = f"The motivation's main claim concerns {focus}, which could not be compared."
     else:
         verdict = "held" if target.improved else "did not hold"
         expectation = (
-            f"The motivation targets {focus}; against {reference.name} it moved "  # type: ignore[union-attr]
+            f"The motivation targets {focus}; against {reference.name} it moved "
             f"{target.other_value:.4g} → {target.value:.4g}, so the expectation {verdict}."
         )
     if motivation:
         expectation += f" Claim tested: “{motivation[:240]}{'…' if len(motivation) > 240 else ''}”"
+    return expectation
 
+
+def _explanation(parent: common_pb2.Comparison | None, siblings: list[common_pb2.Comparison]) -> str:
+    """What the parent and the siblings let the results be attributed to."""
     explained = []
     if parent is not None:
         wins = [d.metric for d in parent.deltas if d.improved]
@@ -133,31 +144,43 @@ def deterministic_analysis(
         )
     if not explained:
         explained.append("Without a parent or siblings there is no ablation to attribute the results to.")
+    return " ".join(explained)
 
+
+def _synthesis(parent: common_pb2.Comparison | None) -> str:
+    """Keep, pair or revert the change, from its effect on loss and recall against the parent."""
     keep = _delta(parent, "val_loss")
     recall = _delta(parent, "benchmark_mean")
     if keep is None:
-        synthesis = "Use this design as a reference point for later comparisons."
-    elif keep.improved and (recall is None or recall.improved):
-        synthesis = "Keep this change: it improves language modelling without hurting recall; build on it."
-    elif keep.improved:
-        synthesis = (
+        return "Use this design as a reference point for later comparisons."
+    if keep.improved and (recall is None or recall.improved):
+        return "Keep this change: it improves language modelling without hurting recall; build on it."
+    if keep.improved:
+        return (
             "Keep the change for language modelling but pair it with a mechanism that restores recall "
             "(a delta-rule write, a larger state, or short convolutions on q and k)."
         )
-    elif recall is not None and recall.improved:
-        synthesis = (
+    if recall is not None and recall.improved:
+        return (
             "The change helps recall but costs language-modelling loss; look for a gated variant that "
             "lets the layer choose between the two behaviours."
         )
-    else:
-        synthesis = "Revert this change: it is worse than its parent on the measured metrics."
+    return "Revert this change: it is worse than its parent on the measured metrics."
+
+
+def deterministic_analysis(
+    experiment: common_pb2.Experiment, table: list[common_pb2.Comparison]
+) -> common_pb2.Analysis:
+    values = metric_values(experiment)
+    parent = _find(table, common_pb2.RELATION_PARENT)
+    baseline = _find(table, common_pb2.RELATION_BASELINE)
+    siblings = [c for c in table if c.relation == common_pb2.RELATION_SIBLING]
     return common_pb2.Analysis(
-        design_evaluation=design.strip(),
-        results_analysis=results_text,
-        expectation_vs_reality=expectation,
-        theoretical_explanation=" ".join(explained),
-        synthesis=synthesis,
+        design_evaluation=_design(experiment, parent, values),
+        results_analysis=_results(values, parent, baseline),
+        expectation_vs_reality=_expectation(experiment.proposal.motivation.strip(), parent or baseline),
+        theoretical_explanation=_explanation(parent, siblings),
+        synthesis=_synthesis(parent),
         written_by=WRITTEN_BY,
     )
 

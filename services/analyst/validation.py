@@ -7,12 +7,11 @@ these, by `asiarch.common.fields` (every server checks every request); these are
 from __future__ import annotations
 
 import math
-import re
 
+from asiarch.common.contract import EXPERIMENT_ID, EXPERIMENT_ID_RULE
 from asiarch.common.errors import InvalidArgument
 from asiarch.v1 import analyst_pb2, common_pb2
 
-ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 MAX_QUERY_CHARS = 4000
 MAX_K = 100
 COLLECTIONS = {
@@ -25,8 +24,8 @@ COLLECTIONS = {
 def check_id(value: str, field: str) -> None:
     if not value:
         raise InvalidArgument(f"{field} is required")
-    if not ID.fullmatch(value):
-        raise InvalidArgument(f"{field} {value[:140]!r} must be 1-128 characters of [A-Za-z0-9_.:-]")
+    if not EXPERIMENT_ID.fullmatch(value):
+        raise InvalidArgument(f"{field} {value[:140]!r} must be {EXPERIMENT_ID_RULE}")
 
 
 def check_experiment(experiment: common_pb2.Experiment, max_bytes: int) -> None:

@@ -13,7 +13,7 @@ import pytest
 from analyst_data import experiment
 from support import RunningService, health_status, start_service
 
-from asiarch.analyst.validation import ID
+from asiarch.common.contract import EXPERIMENT_ID
 from asiarch.v1 import analyst_pb2, analyst_pb2_grpc, common_pb2
 
 SUCCEEDED = common_pb2.EXPERIMENT_STATUS_SUCCEEDED
@@ -407,7 +407,7 @@ def test_record_rejects_bad_experiments(
     e = build()  # type: ignore[operator]
     request = analyst_pb2.RecordRequest() if e is None else analyst_pb2.RecordRequest(experiment=e)
     assert message in invalid(stub.Record, request)
-    if e is not None and ID.fullmatch(e.id):
+    if e is not None and EXPERIMENT_ID.fullmatch(e.id):
         with pytest.raises(grpc.RpcError) as caught:
             stub.GetExperiment(analyst_pb2.GetExperimentRequest(id=e.id), timeout=10)
         assert caught.value.code() == grpc.StatusCode.NOT_FOUND  # nothing half-written
