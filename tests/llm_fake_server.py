@@ -166,93 +166,104 @@ def _validate_chat(body: object, info: dict[str, Any]) -> None:
     _validate_common(parameters, body.get("max_tokens"), info["max_total_tokens"], input_tokens)
 
 
+ROUTES = {"/generate": _validate_generate, "/v1/chat/completions": _validate_chat}
+
+
+def _chat_completion(model: str, text: str) -> dict[str, Any]:
+    """An OpenAI chat completion whose one choice says `text`."""
+    return {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "system_fingerprint": "fake",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    }
+
+
+class _Server(ThreadingHTTPServer):
+    """The HTTP server; its handlers answer from `state`."""
+
+    def __init__(self, state: FakeServerState) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.state = state
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _record(self, body: Any) -> None:
+        headers = {key.lower(): value for key, value in self.headers.items()}
+        self.server.state.requests.append(Recorded(self.command, self.path, headers, body))
+
+    def _send(self, status: int, payload: Any) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        state = self.server.state
+        self._record(None)
+        if self.path == "/health":
+            if state.healthy:
+                self._send(200, {})
+            else:
+                self._send(503, {"error": "unhealthy", "error_type": "healthcheck"})
+        elif self.path == "/info":
+            self._send(200, state.info)
+        else:
+            self._send(404, {"error": "not found", "error_type": "not_found"})
+
+    def do_POST(self) -> None:
+        state = self.server.state
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        try:
+            body = json.loads(raw)
+        except json.JSONDecodeError:
+            self._record(raw)
+            self._send(422, {"error": "Failed to deserialize the JSON body", "error_type": "validation"})
+            return
+        self._record(body)
+        if self.path not in ROUTES:
+            self._send(404, {"error": "not found", "error_type": "not_found"})
+            return
+        with state.lock:
+            failure = state.failures.pop(0) if state.failures else None
+        if failure is not None:
+            self._send(*failure)
+            return
+        try:
+            ROUTES[self.path](body, state.info)
+        except Invalid as error:
+            self._send(422, {"error": f"Input validation error: {error}", "error_type": "validation"})
+            return
+        text = state.reply(body) if callable(state.reply) else state.reply
+        if self.path == "/generate":
+            self._send(200, {"generated_text": text})
+        else:
+            self._send(200, _chat_completion(body["model"], text))
+
+
 class FakeLLMServer:
     """Run the fake server on 127.0.0.1 with an ephemeral port; use as a context manager."""
 
     def __init__(self) -> None:
         self.state = FakeServerState()
-        state = self.state
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def _headers(self) -> dict[str, str]:
-                return {key.lower(): value for key, value in self.headers.items()}
-
-            def _send(self, status: int, payload: Any) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_GET(self) -> None:
-                state.requests.append(Recorded("GET", self.path, self._headers(), None))
-                if self.path == "/health":
-                    if state.healthy:
-                        self._send(200, {})
-                    else:
-                        self._send(503, {"error": "unhealthy", "error_type": "healthcheck"})
-                elif self.path == "/info":
-                    self._send(200, state.info)
-                else:
-                    self._send(404, {"error": "not found", "error_type": "not_found"})
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length)
-                try:
-                    body = json.loads(raw)
-                except json.JSONDecodeError:
-                    state.requests.append(Recorded("POST", self.path, self._headers(), raw))
-                    self._send(
-                        422, {"error": "Failed to deserialize the JSON body", "error_type": "validation"}
-                    )
-                    return
-                state.requests.append(Recorded("POST", self.path, self._headers(), body))
-                if self.path not in ("/generate", "/v1/chat/completions"):
-                    self._send(404, {"error": "not found", "error_type": "not_found"})
-                    return
-                with state.lock:
-                    failure = state.failures.pop(0) if state.failures else None
-                if failure is not None:
-                    self._send(*failure)
-                    return
-                try:
-                    if self.path == "/generate":
-                        _validate_generate(body, state.info)
-                    else:
-                        _validate_chat(body, state.info)
-                except Invalid as error:
-                    self._send(422, {"error": f"Input validation error: {error}", "error_type": "validation"})
-                    return
-                text = state.reply(body) if callable(state.reply) else state.reply
-                if self.path == "/generate":
-                    self._send(200, {"generated_text": text})
-                else:
-                    self._send(
-                        200,
-                        {
-                            "id": "chatcmpl-1",
-                            "object": "chat.completion",
-                            "created": int(time.time()),
-                            "model": body["model"],
-                            "system_fingerprint": "fake",
-                            "choices": [
-                                {
-                                    "index": 0,
-                                    "message": {"role": "assistant", "content": text},
-                                    "logprobs": None,
-                                    "finish_reason": "stop",
-                                }
-                            ],
-                            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-                        },
-                    )
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _Server(self.state)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property

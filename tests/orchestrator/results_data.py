@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+from asiarch.common.contract import DEFAULT_CLASS_NAME
 from asiarch.researcher.dsl import (
     DELTANET,
     GATED_DELTANET,
@@ -102,6 +103,66 @@ def _curve(final: float) -> list[common_pb2.LossPoint]:
     return points
 
 
+def _checks(failed: bool) -> list[common_pb2.CheckResult]:
+    return [
+        common_pb2.CheckResult(
+            name="static.imports", stage=common_pb2.EVALUATION_STAGE_STATIC_CHECKS, passed=True
+        ),
+        common_pb2.CheckResult(
+            name="functional.causality",
+            stage=common_pb2.EVALUATION_STAGE_FUNCTIONAL_CHECKS,
+            passed=not failed,
+            message="output at t=3 changes when token 7 changes" if failed else "",
+            line=41 if failed else 0,
+        ),
+    ]
+
+
+def _metrics(loss: float, recall: tuple[float, float], failed: bool) -> common_pb2.Metrics:
+    """Cost figures always; losses, the loss curve and MQAR scores only for a run that finished."""
+    metrics = common_pb2.Metrics(
+        tokens_per_second=21_000,
+        parameters=1_200_000,
+        layer_parameters=66_000,
+        peak_memory_bytes=350 * 2**20,
+        train_seconds=42.0,
+        steps=100,
+    )
+    if failed:
+        return metrics
+    metrics.val_loss = loss
+    metrics.bits_per_byte = loss / 0.6931471805599453
+    metrics.train_loss = loss + 0.05
+    metrics.loss_curve.extend(_curve(loss))
+    metrics.benchmarks.extend(
+        common_pb2.BenchmarkScore(
+            name=f"mqar/seq{64 * 2**i}_kv{4 * 2**i}",
+            task="mqar",
+            score=score,
+            settings={"seq_len": 64 * 2**i, "kv_pairs": 4 * 2**i},
+        )
+        for i, score in enumerate(recall)
+    )
+    return metrics
+
+
+def _evaluation(
+    source: str, class_name: str, metrics: common_pb2.Metrics, failed: bool
+) -> common_pb2.Evaluation:
+    return common_pb2.Evaluation(
+        status=common_pb2.EVALUATION_STATUS_FAILED if failed else common_pb2.EVALUATION_STATUS_SUCCEEDED,
+        failed_stage=common_pb2.EVALUATION_STAGE_FUNCTIONAL_CHECKS if failed else 0,
+        failure_reason="functional checks: the layer is not causal" if failed else "",
+        checks=_checks(failed),
+        # The engineer records the source it evaluated even when nothing was repaired.
+        final_source=common_pb2.ArchitectureSource(module_source=source, class_name=class_name),
+        metrics=metrics,
+        budget=common_pb2.Budget(d_model=64, n_layers=2, n_heads=4, seq_len=128, train_steps=100),
+        device="cpu: 2 threads",
+        wall_seconds=50.0,
+    )
+
+
 def experiment(
     experiment_id: str,
     source: str,
@@ -114,53 +175,18 @@ def experiment(
     reference_only: bool = False,
     failed: bool = False,
     motivation: str = "",
-    class_name: str = "DeltaNet",
+    class_name: str = DEFAULT_CLASS_NAME,
     spec: ArchitectureSpec | None = None,
     generator: str = "",
     run_id: str = RUN_ID,
     name: str = "",
 ) -> common_pb2.Experiment:
-    parents = [parent] if isinstance(parent, str) else list(parent)
-    metrics = common_pb2.Metrics(
-        tokens_per_second=21_000,
-        parameters=1_200_000,
-        layer_parameters=66_000,
-        peak_memory_bytes=350 * 2**20,
-        train_seconds=42.0,
-        steps=100,
-    )
-    checks = [
-        common_pb2.CheckResult(
-            name="static.imports", stage=common_pb2.EVALUATION_STAGE_STATIC_CHECKS, passed=True
-        ),
-        common_pb2.CheckResult(
-            name="functional.causality",
-            stage=common_pb2.EVALUATION_STAGE_FUNCTIONAL_CHECKS,
-            passed=not failed,
-            message="output at t=3 changes when token 7 changes" if failed else "",
-            line=41 if failed else 0,
-        ),
-    ]
-    if not failed:
-        metrics.val_loss = loss
-        metrics.bits_per_byte = loss / 0.6931471805599453
-        metrics.train_loss = loss + 0.05
-        metrics.loss_curve.extend(_curve(loss))
-        metrics.benchmarks.extend(
-            common_pb2.BenchmarkScore(
-                name=f"mqar/seq{64 * 2**i}_kv{4 * 2**i}",
-                task="mqar",
-                score=score,
-                settings={"seq_len": 64 * 2**i, "kv_pairs": 4 * 2**i},
-            )
-            for i, score in enumerate(recall)
-        )
     origin = common_pb2.PROPOSAL_ORIGIN_BASELINE if baseline else common_pb2.PROPOSAL_ORIGIN_DSL_MUTATION
     return common_pb2.Experiment(
         id=experiment_id,
         run_id=run_id,
         name=name or experiment_id,
-        parent_ids=parents,
+        parent_ids=[parent] if isinstance(parent, str) else list(parent),
         cycle=cycle,
         is_baseline=baseline,
         status=common_pb2.EXPERIMENT_STATUS_FAILED if failed else common_pb2.EXPERIMENT_STATUS_SUCCEEDED,
@@ -173,48 +199,11 @@ def experiment(
             generator=generator or ("baseline" if baseline else "mutation:test"),
             reference_only=reference_only,
         ),
-        evaluation=common_pb2.Evaluation(
-            status=common_pb2.EVALUATION_STATUS_FAILED if failed else common_pb2.EVALUATION_STATUS_SUCCEEDED,
-            failed_stage=common_pb2.EVALUATION_STAGE_FUNCTIONAL_CHECKS if failed else 0,
-            failure_reason="functional checks: the layer is not causal" if failed else "",
-            checks=checks,
-            # The engineer records the source it evaluated even when nothing was repaired.
-            final_source=common_pb2.ArchitectureSource(module_source=source, class_name=class_name),
-            metrics=metrics,
-            budget=common_pb2.Budget(d_model=64, n_layers=2, n_heads=4, seq_len=128, train_steps=100),
-            device="cpu: 2 threads",
-            wall_seconds=50.0,
-        ),
+        evaluation=_evaluation(source, class_name, _metrics(loss, recall, failed), failed),
     )
 
 
-def run_experiments() -> list[common_pb2.Experiment]:
-    """In recording order (parents first)."""
-    gate_spec, gate_generator = mutated(1)
-    best_spec, best_generator = mutated(7, gate_spec)
-    l2 = experiment(
-        "c2-l2",
-        render(DELTANET),
-        parent="c1-gate",
-        cycle=2,
-        loss=1.90,
-        recall=(0.70, 0.60),
-        motivation="Normalise keys so the delta rule stays stable.",
-    )
-    # c2-l2 was repaired: the proposal did not work, the engineer evaluated the patched source.
-    l2.proposal.source.module_source = render(DELTANET).replace("l2norm(q), l2norm(k)", "q, k  # BROKEN")
-    l2.evaluation.final_source.CopyFrom(common_pb2.ArchitectureSource(module_source=render(DELTANET)))
-    l2.evaluation.repairs.append(
-        common_pb2.RepairAttempt(
-            attempt=1,
-            failed_stage=common_pb2.EVALUATION_STAGE_FUNCTIONAL_CHECKS,
-            error="state norm grows without bound",
-            summary="restore the L2 normalisation of q and k",
-            patch="-q, k\n+l2norm(q), l2norm(k)",
-            succeeded=True,
-            repaired_by="dsl:deterministic",
-        )
-    )
+def _baselines() -> list[common_pb2.Experiment]:
     return [
         experiment(
             "deltanet", render(DELTANET), baseline=True, loss=2.20, recall=(0.30, 0.20), spec=DELTANET
@@ -236,6 +225,38 @@ def run_experiments() -> list[common_pb2.Experiment]:
             recall=(0.60, 0.50),
             class_name="SoftmaxAttention",
         ),
+    ]
+
+
+def _repaired_child() -> common_pb2.Experiment:
+    """c2-l2: the proposal did not work, the engineer evaluated the patched source."""
+    l2 = experiment(
+        "c2-l2",
+        render(DELTANET),
+        parent="c1-gate",
+        cycle=2,
+        loss=1.90,
+        recall=(0.70, 0.60),
+        motivation="Normalise keys so the delta rule stays stable.",
+    )
+    l2.proposal.source.module_source = render(DELTANET).replace("l2norm(q), l2norm(k)", "q, k  # BROKEN")
+    l2.evaluation.final_source.CopyFrom(common_pb2.ArchitectureSource(module_source=render(DELTANET)))
+    l2.evaluation.repairs.append(
+        common_pb2.RepairAttempt(
+            attempt=1,
+            failed_stage=common_pb2.EVALUATION_STAGE_FUNCTIONAL_CHECKS,
+            error="state norm grows without bound",
+            summary="restore the L2 normalisation of q and k",
+            patch="-q, k\n+l2norm(q), l2norm(k)",
+            succeeded=True,
+            repaired_by="dsl:deterministic",
+        )
+    )
+    return l2
+
+
+def _cycles_1_and_2(gate_spec: ArchitectureSpec, gate_generator: str) -> list[common_pb2.Experiment]:
+    return [
         experiment(
             "c1-gate",
             render(gate_spec),
@@ -256,7 +277,7 @@ def run_experiments() -> list[common_pb2.Experiment]:
             recall=(0.20, 0.10),
             motivation="Drop the short convolution and see what breaks.",
         ),
-        l2,
+        _repaired_child(),
         experiment(
             "c2-fail",
             render(DELTANET),
@@ -265,6 +286,11 @@ def run_experiments() -> list[common_pb2.Experiment]:
             failed=True,
             motivation="Look ahead one token (this is not causal).",
         ),
+    ]
+
+
+def _cycle_3(best_spec: ArchitectureSpec, best_generator: str) -> list[common_pb2.Experiment]:
+    return [
         experiment(
             "c3-best",
             render(best_spec),
@@ -294,7 +320,12 @@ def run_experiments() -> list[common_pb2.Experiment]:
             loss=2.30,
             recall=(0.25, 0.15),
         ),
-        # Ids as discover makes them (the run id, the cycle, the slot), names that share a prefix.
+    ]
+
+
+def _cycle_4() -> list[common_pb2.Experiment]:
+    """Ids as discover makes them (the run id, the cycle, the slot), names that share a prefix."""
+    return [
         experiment(
             f"{RUN_ID}.c0004.0",
             render(DELTANET),
@@ -315,10 +346,22 @@ def run_experiments() -> list[common_pb2.Experiment]:
             recall=(0.26, 0.16),
             motivation="Widen the values instead of the keys.",
         ),
-        # Another run in the same store: never shown for this run.
-        experiment(
-            "elsewhere", render(DELTANET), baseline=True, loss=1.0, recall=(0.9, 0.9), run_id="other-run"
-        ),
+    ]
+
+
+def run_experiments() -> list[common_pb2.Experiment]:
+    """In recording order (parents first); the last is another run's, in the same store, never shown."""
+    gate_spec, gate_generator = mutated(1)
+    best_spec, best_generator = mutated(7, gate_spec)
+    elsewhere = experiment(
+        "elsewhere", render(DELTANET), baseline=True, loss=1.0, recall=(0.9, 0.9), run_id="other-run"
+    )
+    return [
+        *_baselines(),
+        *_cycles_1_and_2(gate_spec, gate_generator),
+        *_cycle_3(best_spec, best_generator),
+        *_cycle_4(),
+        elsewhere,
     ]
 
 
