@@ -114,15 +114,31 @@ def _kill_group(process: asyncio.subprocess.Process) -> None:
         os.killpg(process.pid, signal.SIGKILL)
 
 
+@dataclass
+class _Report:
+    """What the child said on its channels, and which channel it flooded (if any)."""
+
+    flooded: asyncio.Event = field(default_factory=asyncio.Event)
+    flood: str = ""
+    enforcement: dict[str, str] = field(default_factory=dict)
+    result: dict[str, Any] | None = None
+    error: str = ""
+    refused: list[str] = field(default_factory=list)
+    stderr: bytes = b""
+
+    def flooding(self, channel: str) -> None:
+        self.flood = channel
+        self.flooded.set()
+
+
 async def _read_events(
-    reader: asyncio.StreamReader, limits: SandboxLimits, sink: EventSink | None, state: dict[str, Any]
+    reader: asyncio.StreamReader, limits: SandboxLimits, sink: EventSink | None, report: _Report
 ) -> None:
     received = 0
     while line := await reader.readline():
         received += len(line)
         if received > limits.output_bytes:
-            state["flood"] = "event channel"
-            state["flooded"].set()
+            report.flooding("event channel")
             return
         try:
             event = json.loads(line)
@@ -130,27 +146,24 @@ async def _read_events(
             continue  # a candidate that wrote onto fd 3 gains nothing
         kind = event.get("type")
         if kind == "sandbox":
-            state["enforcement"] = event.get("enforcement", {})
+            report.enforcement = event.get("enforcement", {})
         elif kind == "result":
-            state["result"] = event.get("result")
+            report.result = event.get("result")
         elif kind == "error":
-            state["error"] = str(event.get("error", ""))
+            report.error = str(event.get("error", ""))
         elif kind == "refused":
-            state["refused"] = [str(layer) for layer in event.get("missing", [])]
+            report.refused = [str(layer) for layer in event.get("missing", [])]
         elif sink is not None:
             await sink(event)
 
 
-async def _read_stderr(reader: asyncio.StreamReader, limits: SandboxLimits, state: dict[str, Any]) -> None:
-    tail = b""
+async def _read_stderr(reader: asyncio.StreamReader, limits: SandboxLimits, report: _Report) -> None:
     received = 0
     while chunk := await reader.read(65536):
         received += len(chunk)
-        tail = (tail + chunk)[-STDERR_TAIL_BYTES:]
-        state["stderr"] = tail
+        report.stderr = (report.stderr + chunk)[-STDERR_TAIL_BYTES:]
         if received > limits.output_bytes:
-            state["flood"] = "stdout/stderr"
-            state["flooded"].set()
+            report.flooding("stdout/stderr")
             return
 
 
@@ -163,6 +176,107 @@ async def _pipe_reader(fd: int, limit: int) -> tuple[asyncio.StreamReader, async
     return reader, transport
 
 
+class _Pipes:
+    """The child's two output channels (events, stderr), each end closed exactly once.
+
+    Our own pipes, not asyncio's subprocess pipes: on Python 3.11, wait() does not return while a
+    subprocess pipe is unread, and a flooding child is exactly the case where we stop reading.
+    """
+
+    def __init__(self) -> None:
+        self.events_read, self.events_write = os.pipe()
+        self.stderr_read, self.stderr_write = os.pipe()
+        self.transports: list[asyncio.BaseTransport] = []
+
+    def child_has_write_ends(self) -> None:
+        for fd in (self.events_write, self.stderr_write):
+            os.close(fd)
+        self.events_write = self.stderr_write = -1
+
+    async def readers(self, limit: int) -> tuple[asyncio.StreamReader, asyncio.StreamReader]:
+        """Readers of both channels; their transports own the read ends from here on."""
+        events, transport = await _pipe_reader(self.events_read, limit)
+        self.events_read = -1
+        self.transports.append(transport)
+        stderr, transport = await _pipe_reader(self.stderr_read, limit)
+        self.stderr_read = -1
+        self.transports.append(transport)
+        return events, stderr
+
+    def close(self) -> None:
+        for transport in self.transports:
+            transport.close()
+        for fd in (self.events_read, self.events_write, self.stderr_read, self.stderr_write):
+            if fd >= 0:
+                os.close(fd)
+        self.events_read = self.events_write = self.stderr_read = self.stderr_write = -1
+
+
+def _workdir() -> str:
+    """A fresh folder for the child, named after this engineer: remove_leftovers finds it if we are killed."""
+    workdir = tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-")
+    if os.getuid() == 0:
+        os.chown(workdir, NOBODY, NOBODY)
+    return workdir
+
+
+async def _start_child(limits: SandboxLimits, workdir: str, pipes: _Pipes) -> asyncio.subprocess.Process:
+    child_limits = {**asdict(limits), "wall_seconds": int(limits.wall_seconds)}
+    process = await asyncio.create_subprocess_exec(
+        *python_command("-m", "asiarch.engineer.sandbox_child", isolated=True),
+        json.dumps(child_limits),
+        str(pipes.events_write),
+        workdir,  # also names the sandbox in `ps`
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=pipes.stderr_write,
+        cwd=workdir,
+        env=_child_env(workdir, limits.threads),
+        start_new_session=True,
+        pass_fds=(pipes.events_write,),
+    )
+    pipes.child_has_write_ends()
+    return process
+
+
+async def _send_job(process: asyncio.subprocess.Process, job: dict[str, Any]) -> None:
+    assert process.stdin is not None
+    process.stdin.write(json.dumps(job).encode())
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        await process.stdin.drain()
+    process.stdin.close()
+
+
+async def _watch(
+    process: asyncio.subprocess.Process,
+    channels: tuple[asyncio.StreamReader, asyncio.StreamReader],
+    limits: SandboxLimits,
+    on_event: EventSink | None,
+    report: _Report,
+) -> Outcome | None:
+    """Read both channels until the child closes them; a flood or the wall clock kills it first."""
+    events, stderr = channels
+    readers = [
+        asyncio.create_task(_read_events(events, limits, on_event, report)),
+        asyncio.create_task(_read_stderr(stderr, limits, report)),
+    ]
+    finished = asyncio.create_task(asyncio.wait(readers))
+    flood = asyncio.create_task(report.flooded.wait())
+    waiting = {finished, flood}
+    done, _ = await asyncio.wait(waiting, timeout=limits.wall_seconds, return_when="FIRST_COMPLETED")
+    outcome: Outcome | None = None
+    if flood in done:
+        outcome = "output_flood"
+    elif finished not in done:
+        outcome = "timeout"
+    if outcome is not None:
+        _kill_group(process)
+    for task in (*readers, finished, flood):
+        task.cancel()
+    await asyncio.gather(*readers, finished, flood, return_exceptions=True)
+    return outcome
+
+
 async def run_in_sandbox(
     job: dict[str, Any], limits: SandboxLimits, on_event: EventSink | None = None
 ) -> SandboxResult:
@@ -172,103 +286,57 @@ async def run_in_sandbox(
     if missing := _missing_cgroups(cgroups, limits):
         cgroups.remove()
         return _refused(missing, _cgroup_enforcement(cgroups))
-    workdir = tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-")
-    if os.getuid() == 0:
-        os.chown(workdir, NOBODY, NOBODY)
-    # Both output channels are our own pipes, not asyncio's subprocess pipes:
-    # on Python 3.11, wait() does not return while a subprocess pipe is unread,
-    # and a flooding child is exactly the case where we stop reading.
-    events_read, events_write = os.pipe()
-    stderr_read, stderr_write = os.pipe()
-    child_limits = {**asdict(limits), "wall_seconds": int(limits.wall_seconds)}
-    state: dict[str, Any] = {"flooded": asyncio.Event()}
+    workdir = _workdir()
+    pipes = _Pipes()
+    report = _Report()
     process: asyncio.subprocess.Process | None = None
-    transports: list[asyncio.BaseTransport] = []
     try:
-        process = await asyncio.create_subprocess_exec(
-            *python_command("-m", "asiarch.engineer.sandbox_child", isolated=True),
-            json.dumps(child_limits),
-            str(events_write),
-            workdir,  # also names the sandbox in `ps`
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=stderr_write,
-            cwd=workdir,
-            env=_child_env(workdir, limits.threads),
-            start_new_session=True,
-            pass_fds=(events_write,),
-        )
-        for fd in (events_write, stderr_write):
-            os.close(fd)
-        events_write = stderr_write = -1
+        process = await _start_child(limits, workdir, pipes)
         # The child runs no candidate code before it reads the job, so joining
         # the cgroup here, before the job is written, leaves no window.
         cgroups.add(process.pid)
-        events, events_transport = await _pipe_reader(events_read, limits.output_bytes + 1)
-        stderr, stderr_transport = await _pipe_reader(stderr_read, limits.output_bytes + 1)
-        events_read = stderr_read = -1
-        transports += [events_transport, stderr_transport]
-        assert process.stdin is not None
-        process.stdin.write(json.dumps(job).encode())
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            await process.stdin.drain()
-        process.stdin.close()
-
-        readers = [
-            asyncio.create_task(_read_events(events, limits, on_event, state)),
-            asyncio.create_task(_read_stderr(stderr, limits, state)),
-        ]
-        finished = asyncio.create_task(asyncio.wait(readers))
-        flood = asyncio.create_task(state["flooded"].wait())
-        done, _ = await asyncio.wait(
-            {finished, flood}, timeout=limits.wall_seconds, return_when="FIRST_COMPLETED"
-        )
-        outcome: Outcome | None = None
-        if flood in done:
-            outcome = "output_flood"
-        elif finished not in done:
-            outcome = "timeout"
-        if outcome is not None:
-            _kill_group(process)
-        for task in (*readers, finished, flood):
-            task.cancel()
-        await asyncio.gather(*readers, finished, flood, return_exceptions=True)
-        for transport in transports:
-            transport.close()
+        channels = await pipes.readers(limits.output_bytes + 1)
+        await _send_job(process, job)
+        outcome = await _watch(process, channels, limits, on_event, report)
+        pipes.close()
         returncode = await process.wait()
-    except asyncio.CancelledError:
-        if process is not None:
-            _kill_group(process)
-        raise
-    finally:
+    finally:  # cancelled (the call was) or not: nothing of the child outlives this
         if process is not None:
             _kill_group(process)  # anything the child left behind in its group
         cgroups.remove()
-        for transport in transports:
-            transport.close()
-        for fd in (events_read, events_write, stderr_read, stderr_write):
-            if fd >= 0:
-                os.close(fd)
+        pipes.close()
         shutil.rmtree(workdir, ignore_errors=True)
+    enforcement = {**report.enforcement, **_cgroup_enforcement(cgroups)}
+    return _result(outcome, report, returncode, limits, enforcement, time.monotonic() - started)
 
-    stderr_tail = state.get("stderr", b"").decode(errors="replace")
+
+def _result(
+    outcome: Outcome | None,
+    report: _Report,
+    returncode: int,
+    limits: SandboxLimits,
+    enforcement: dict[str, str],
+    wall_seconds: float,
+) -> SandboxResult:
+    """The outcome, in order of precedence: timeout, refused, flood, the candidate's error, no result."""
+    stderr_tail = report.stderr.decode(errors="replace")
     result = SandboxResult(
         outcome="ok",
-        result=state.get("result"),
+        result=report.result,
         returncode=returncode,
-        wall_seconds=time.monotonic() - started,
-        enforcement={**state.get("enforcement", {}), **_cgroup_enforcement(cgroups)},
+        wall_seconds=wall_seconds,
+        enforcement=enforcement,
         stderr_tail=stderr_tail,
     )
     if outcome == "timeout":
         result.outcome, result.error = "timeout", f"wall-clock limit of {limits.wall_seconds:g} s exceeded"
-    elif state.get("refused"):
-        return _refused(state["refused"], result.enforcement)
+    elif report.refused:
+        return _refused(report.refused, result.enforcement)
     elif outcome == "output_flood":
         result.outcome = "output_flood"
-        result.error = f"more than {limits.output_bytes} bytes written to {state['flood']}"
-    elif state.get("error"):
-        result.outcome, result.error = "error", state["error"]
+        result.error = f"more than {limits.output_bytes} bytes written to {report.flood}"
+    elif report.error:
+        result.outcome, result.error = "error", report.error
     elif result.result is None:
         result.outcome = "crashed"
         result.error = _describe_exit(returncode, stderr_tail)
