@@ -28,6 +28,7 @@ from asiarch.analyst.store import EmbeddedDatabase
 from asiarch.analyst.vectors import ANALYSES, MOTIVATIONS, Embedder, VectorIndex, point_id
 from asiarch.common.client import open_channel
 from asiarch.common.contract import DEFAULT_CLASS_NAME
+from asiarch.common.llm import Backend
 from asiarch.common.local import local_service
 from asiarch.common.markdown import write_section
 from asiarch.v1 import analyst_pb2, analyst_pb2_grpc, common_pb2
@@ -228,7 +229,11 @@ def _timed_calls(
 
 async def measure(run_dir: Path, count: int, queries: int, rng: random.Random) -> list[str]:
     """The table's rows: each call timed against a real analyst serving the store in `run_dir`."""
-    env = {"ASIARCH_RUN_DIR": str(run_dir), "ASIARCH_LLM_BACKEND": "none", "ASIARCH_LOG_LEVEL": "warning"}
+    env = {
+        "ASIARCH_RUN_DIR": str(run_dir),
+        "ASIARCH_LLM_BACKEND": Backend.NONE.value,
+        "ASIARCH_LOG_LEVEL": "warning",
+    }
     # Kept after the run (the store is not): the place to look when a call fails.
     log_path = Path(tempfile.gettempdir()) / "asiarch-bench-analyst.log"
     async with (
