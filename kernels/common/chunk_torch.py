@@ -27,6 +27,8 @@ is not recording, the same math fills preallocated buffers in place instead.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 
@@ -59,6 +61,38 @@ def _to_chunks(x: torch.Tensor, dtype: torch.dtype, n_chunks: int, chunk: int) -
     x = x.view(B, n_chunks, chunk, H, *tail)
     order = (1, 0, 3, 2, *range(4, 4 + len(tail)))
     return x.permute(order).reshape(n_chunks * B * H, chunk, *tail)
+
+
+class _Gates(NamedTuple):
+    """How the gate acts within and across chunks (all [N*BH, ...] but `decay`)."""
+
+    gamma: torch.Tensor  # [NBH, C, C] (or [C, C]): scale * causal mask * exp(G_r - G_c)
+    gate: torch.Tensor | None  # [NBH, C, 1]: exp(G), the decay from the chunk start
+    q_gate: torch.Tensor  # scale * gate, or the scale alone
+    k_to_end: torch.Tensor  # K exp(G_last - G): keys decayed to the chunk's end
+    decay: torch.Tensor | None  # [N, BH, 1, 1]: exp(G_last), the decay across the whole chunk
+
+
+def _gates(
+    g: torch.Tensor | None, kc: torch.Tensor, scale: float, n_chunks: int, chunk: int, track: bool
+) -> _Gates:
+    dtype, device = kc.dtype, kc.device
+    # The causal mask carries the scale, so the scores come out scaled at no extra cost.
+    mask = torch.ones(chunk, chunk, dtype=dtype, device=device).tril() * scale
+    if g is None:
+        return _Gates(mask, None, torch.full((1, 1, 1), scale, dtype=dtype, device=device), kc, None)
+    G = _to_chunks(g, dtype, n_chunks, chunk).cumsum(-1)  # [NBH, C]
+    # Clamped to [-80, 80] before exp: above the diagonal G_r - G_c > 0 for decaying gates and
+    # could overflow (the mask then zeroes it); below it, |G_r - G_c| > 80 is beyond any real gate.
+    diff = G[:, :, None] - G[:, None, :]
+    if track:
+        gamma = torch.exp(diff.clamp(_EXP_FLOOR, -_EXP_FLOOR)) * mask
+    else:
+        gamma = diff.clamp_(_EXP_FLOOR, -_EXP_FLOOR).exp_().mul_(mask)
+    gate = _exp(G)[..., None]
+    k_to_end = kc * _exp(G[:, -1:] - G)[..., None]
+    decay = _exp(G[:, -1]).view(n_chunks, -1, 1, 1)
+    return _Gates(gamma, gate, gate * scale, k_to_end, decay)
 
 
 def chunk_torch(
@@ -97,54 +131,49 @@ def chunk_torch(
     C = chunk_size
     N = -(-T // C)
     qc, kc, vc = (_to_chunks(x, dtype, N, C) for x in (q, k, v))
-    kt = kc.transpose(-1, -2)
-    # The causal mask carries the scale, so the scores come out scaled at no extra cost.
-    mask = torch.ones(C, C, dtype=dtype, device=q.device).tril() * scale
-    if g is not None:
-        G = _to_chunks(g, dtype, N, C).cumsum(-1)  # [NBH, C]
-        # Clamped to [-80, 80] before exp: above the diagonal G_r - G_c > 0 for decaying gates and
-        # could overflow (the mask then zeroes it); below it, |G_r - G_c| > 80 is beyond any real gate.
-        diff = G[:, :, None] - G[:, None, :]
-        if track:
-            gamma = torch.exp(diff.clamp(_EXP_FLOOR, -_EXP_FLOOR)) * mask
-        else:
-            gamma = diff.clamp_(_EXP_FLOOR, -_EXP_FLOOR).exp_().mul_(mask)
-        gate = _exp(G)[..., None]  # [NBH, C, 1]: decay from the chunk start
-        q_gate = gate * scale
-        k_to_end = kc * _exp(G[:, -1:] - G)[..., None]
-        decay: torch.Tensor | None = _exp(G[:, -1]).view(N, BH, 1, 1)
-    else:
-        gate, gamma, decay, k_to_end = None, mask, None, kc
-        q_gate = torch.full((1, 1, 1), scale, dtype=dtype, device=q.device)
-    scores = _mul(torch.bmm(qc, kt), gamma, track)  # P = scale * tril(Q K^T * Gamma)
-
+    kt = kc.transpose(-1, -2)  # one transposed view for both products: one gradient path into k
+    gates = _gates(g, kc, scale, N, C, track)
+    scores = _mul(torch.bmm(qc, kt), gates.gamma, track)  # P = scale * tril(Q K^T * Gamma)
     if beta is None:
         v_new = vc
-        states, final = _plain_states(k_to_end, vc, S0, decay, output_final_state)
+        states, final = _plain_states(gates.k_to_end, vc, S0, gates.decay, output_final_state)
     else:
-        bc = _to_chunks(beta, dtype, N, C)[..., None]  # [NBH, C, 1]
-        # gamma carries the scale, so 1/scale goes into the keys; the solve reads only the strict lower
-        # triangle, so nothing else needs masking.
-        system = _mul(torch.bmm(kc * (bc / scale), kt), gamma, track)
-        k_rhs = bc if gate is None else bc * gate
-        if track:
-            rhs = torch.cat([kc * k_rhs, vc * bc], dim=-1)
-        else:
-            rhs = kc.new_empty(N * BH, C, K + V)
-            torch.mul(kc, k_rhs, out=rhs[..., :K])
-            torch.mul(vc, bc, out=rhs[..., K:])
-        # Without autograd the solve overwrites rhs, which saves it copying rhs first.
-        wu = torch.linalg.solve_triangular(  # [W | U]
-            system, rhs, upper=False, unitriangular=True, out=None if track else rhs
-        )
-        states, v_new, final = _delta_states(wu, k_to_end, S0, decay, output_final_state, track)
+        wu = _delta_solve(_to_chunks(beta, dtype, N, C)[..., None], kc, kt, vc, gates, scale, track)
+        states, v_new, final = _delta_states(wu, gates.k_to_end, S0, gates.decay, output_final_state, track)
 
-    o = torch.bmm(qc * q_gate, states).baddbmm_(scores, v_new)  # [NBH, C, V]
+    o = torch.bmm(qc * gates.q_gate, states).baddbmm_(scores, v_new)  # [NBH, C, V]
     o = o.view(N, B, H, C, V).permute(1, 0, 3, 2, 4).reshape(B, N * C, H, V)
     if N * C != T:
         o = o[:, :T].contiguous()
     final_state = final.reshape(B, H, K, V) if final is not None else None
     return o.to(v.dtype), final_state
+
+
+def _delta_solve(
+    bc: torch.Tensor,
+    kc: torch.Tensor,
+    kt: torch.Tensor,
+    vc: torch.Tensor,
+    gates: _Gates,
+    scale: float,
+    track: bool,
+) -> torch.Tensor:
+    """[W | U] ([N*BH, C, K + V]) from the WY/UT system (I + A) [W | U] = diag(beta) [K exp(G) | V]."""
+    K = kc.shape[-1]
+    # gamma carries the scale, so 1/scale goes into the keys; the solve reads only the strict lower
+    # triangle, so nothing else needs masking.
+    system = _mul(torch.bmm(kc * (bc / scale), kt), gates.gamma, track)
+    k_rhs = bc if gates.gate is None else bc * gates.gate
+    if track:
+        rhs = torch.cat([kc * k_rhs, vc * bc], dim=-1)
+    else:
+        rhs = kc.new_empty(*kc.shape[:-1], K + vc.shape[-1])
+        torch.mul(kc, k_rhs, out=rhs[..., :K])
+        torch.mul(vc, bc, out=rhs[..., K:])
+    # Without autograd the solve overwrites rhs, which saves it copying rhs first.
+    return torch.linalg.solve_triangular(
+        system, rhs, upper=False, unitriangular=True, out=None if track else rhs
+    )
 
 
 def _delta_states(

@@ -296,12 +296,33 @@ def chunk_bwd(
     if not has_beta:
         dg = chunk_cumsum(dg_part, BT, reverse=True) if has_g else None
         return dq, dk, dv2, dg, None, dh0
-    dk_out = torch.empty_like(k)
+    dk, dv, dbeta, dg = _wy_bwd(k, v, g, beta, Ai, dw, dv2, dk, dg_part, BT, BK, flags)
+    return dq, dk, dv, dg, dbeta, dh0
+
+
+def _wy_bwd(
+    k: torch.Tensor,
+    v: torch.Tensor,
+    g: torch.Tensor | None,
+    beta: torch.Tensor,
+    Ai: torch.Tensor | None,
+    dw: torch.Tensor | None,
+    du: torch.Tensor,
+    dk_part: torch.Tensor,
+    dg_part: torch.Tensor | None,
+    BT: int,
+    BK: int,
+    flags: dict[str, object],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(dk, dv, dbeta, dg) through W, U and Ai, from dW, dU and the dk/dg partials of the chunk pass."""
+    B, T, H, K = k.shape
+    V = v.shape[-1]
+    dk = torch.empty_like(k)
     dv = torch.empty_like(v)
-    dbeta = torch.empty(B, T, H, device=q.device, dtype=torch.float32)
-    dg = torch.empty(B, T, H, device=q.device, dtype=torch.float32) if has_g else None
-    prepare_wy_bwd_kernel[(NT, B * H)](
-        k, v, g, beta, Ai, dw, dv2, dk, dg_part, dk_out, dv, dbeta, dg, NK, B * T * H, T, H=H, K=K,
-        V=V, BT=BT, BK=BK, BV=block(V, 64), HAS_G=has_g, **flags,
+    dbeta = torch.empty(B, T, H, device=k.device, dtype=torch.float32)
+    dg = torch.empty(B, T, H, device=k.device, dtype=torch.float32) if g is not None else None
+    prepare_wy_bwd_kernel[(triton.cdiv(T, BT), B * H)](
+        k, v, g, beta, Ai, dw, du, dk_part, dg_part, dk, dv, dbeta, dg, triton.cdiv(K, BK), B * T * H, T,
+        H=H, K=K, V=V, BT=BT, BK=BK, BV=block(V, 64), HAS_G=g is not None, **flags,
     )  # fmt: skip
-    return dq, dk_out, dv, dg, dbeta, dh0
+    return dk, dv, dbeta, dg

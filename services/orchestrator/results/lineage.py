@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from asiarch.v1 import common_pb2
 
 from . import summary as s
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 MAX_LABELLED = 150  # beyond this many nodes only the best ones are labelled, or labels pile up
@@ -73,13 +74,9 @@ def layout(experiments: Sequence[common_pb2.Experiment]) -> Layout:
 
 def draw(experiments: Sequence[common_pb2.Experiment], title: str) -> Figure:
     """The tree as a matplotlib Figure (not pyplot: no global state, no GUI backend)."""
-    from matplotlib import colormaps
-    from matplotlib.colors import Normalize
     from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
 
     tree = layout(experiments)
-    by_id = {e.id: e for e in experiments}
     levels = max(tree.depth.values(), default=0) + 1
     width = min(max(7.0, 1.15 * tree.leaves + 2.5), 80.0)
     height = min(max(4.0, 1.25 * levels + 1.5), 40.0)
@@ -90,7 +87,18 @@ def draw(experiments: Sequence[common_pb2.Experiment], title: str) -> Figure:
         ax.text(0.5, 0.5, "no experiments recorded yet", ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
         return fig
+    _edges(ax, tree)
+    colours = _colours(experiments)
+    _nodes(ax, tree, experiments, colours)
+    _labels(ax, tree, experiments)
+    _key(fig, ax, tree, colours)
+    ax.set_xlim(-0.8, tree.leaves - 0.2)
+    ax.set_ylim(levels - 0.35, -0.6)  # roots on top
+    ax.set_axis_off()
+    return fig
 
+
+def _edges(ax: Axes, tree: Layout) -> None:
     for segments, style in (
         (tree.edges, {"color": "0.55", "lw": 1.2}),
         (tree.extra_edges, {"color": "0.75", "lw": 0.8, "ls": "--"}),
@@ -100,56 +108,58 @@ def draw(experiments: Sequence[common_pb2.Experiment], title: str) -> Figure:
                 [tree.x[parent], tree.x[child]], [tree.depth[parent], tree.depth[child]], zorder=1, **style
             )
 
-    succeeded = [e for e in experiments if e.status == s.SUCCEEDED]
-    totals = [e.fitness.total for e in succeeded] or [0.0]
+
+def _colours(experiments: Sequence[common_pb2.Experiment]) -> dict[str, Any]:
+    """Fitness -> colour: viridis over the succeeded experiments' range (`cmap` and `norm` for matplotlib)."""
+    from matplotlib import colormaps
+    from matplotlib.colors import Normalize
+
+    totals = [e.fitness.total for e in experiments if e.status == s.SUCCEEDED] or [0.0]
     low, high = min(totals), max(totals)
-    norm = Normalize(vmin=low, vmax=high if high > low else low + 1e-6)
-    cmap = colormaps["viridis"]
+    return {
+        "cmap": colormaps["viridis"],
+        "norm": Normalize(vmin=low, vmax=high if high > low else low + 1e-6),
+    }
 
-    def marker(e: common_pb2.Experiment) -> str:
-        return "D" if e.proposal.reference_only else "s" if e.is_baseline else "o"
 
+def _marker(e: common_pb2.Experiment) -> str:
+    return "D" if e.proposal.reference_only else "s" if e.is_baseline else "o"
+
+
+def _scatter(ax: Axes, tree: Layout, group: list[common_pb2.Experiment], **style: Any) -> None:
+    if group:
+        ax.scatter([tree.x[e.id] for e in group], [tree.depth[e.id] for e in group], zorder=3, **style)
+
+
+def _nodes(
+    ax: Axes, tree: Layout, experiments: Sequence[common_pb2.Experiment], colours: dict[str, Any]
+) -> None:
+    """Succeeded designs coloured by fitness (shape: candidate, baseline, reference); failed; the rest."""
+    succeeded = [e for e in experiments if e.status == s.SUCCEEDED]
     for shape in ("o", "s", "D"):
-        group = [e for e in succeeded if marker(e) == shape]
-        if group:
-            ax.scatter(
-                [tree.x[e.id] for e in group],
-                [tree.depth[e.id] for e in group],
-                c=[e.fitness.total for e in group],
-                cmap=cmap,
-                norm=norm,
-                marker=shape,
-                s=170,
-                edgecolors="black",
-                linewidths=1.4 if shape != "o" else 0.6,
-                zorder=3,
-            )
+        group = [e for e in succeeded if _marker(e) == shape]
+        totals = [e.fitness.total for e in group]
+        linewidths = 1.4 if shape != "o" else 0.6
+        _scatter(
+            ax,
+            tree,
+            group,
+            c=totals,
+            **colours,
+            marker=shape,
+            s=170,
+            edgecolors="black",
+            linewidths=linewidths,
+        )
     failed = [e for e in experiments if e.status == s.FAILED]
-    if failed:
-        ax.scatter(
-            [tree.x[e.id] for e in failed],
-            [tree.depth[e.id] for e in failed],
-            marker="X",
-            s=150,
-            color="0.85",
-            edgecolors="#c0392b",
-            linewidths=1.2,
-            zorder=3,
-        )
+    _scatter(ax, tree, failed, marker="X", s=150, color="0.85", edgecolors="#c0392b", linewidths=1.2)
     other = [e for e in experiments if e.status not in (s.SUCCEEDED, s.FAILED)]
-    if other:
-        ax.scatter(
-            [tree.x[e.id] for e in other],
-            [tree.depth[e.id] for e in other],
-            marker="o",
-            s=150,
-            facecolors="white",
-            edgecolors="0.5",
-            linestyle="--",
-            zorder=3,
-        )
+    _scatter(ax, tree, other, marker="o", s=150, facecolors="white", edgecolors="0.5", linestyle="--")
 
-    labelled = set(by_id)
+
+def _labels(ax: Axes, tree: Layout, experiments: Sequence[common_pb2.Experiment]) -> None:
+    """Name and fitness (or status) under each node; only the best MAX_LABELLED in a large run."""
+    labelled = {e.id for e in experiments}
     if len(experiments) > MAX_LABELLED:
         labelled = {e.id for e in s.ranked(experiments)[:MAX_LABELLED]}
     for e in experiments:
@@ -168,9 +178,13 @@ def draw(experiments: Sequence[common_pb2.Experiment], title: str) -> Figure:
             zorder=4,
         )
 
-    from matplotlib.cm import ScalarMappable
 
-    fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="fitness (total)", shrink=0.8)
+def _key(fig: Figure, ax: Axes, tree: Layout, colours: dict[str, Any]) -> None:
+    """The fitness colour bar and the legend of shapes (and of crossover edges when there are any)."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.lines import Line2D
+
+    fig.colorbar(ScalarMappable(**colours), ax=ax, label="fitness (total)", shrink=0.8)
     handles = [
         Line2D([], [], marker="s", ls="", color="0.6", markeredgecolor="black", label="baseline"),
         Line2D([], [], marker="D", ls="", color="0.6", markeredgecolor="black", label="reference only"),
@@ -187,7 +201,3 @@ def draw(experiments: Sequence[common_pb2.Experiment], title: str) -> Figure:
         fontsize=8,
         frameon=False,
     )
-    ax.set_xlim(-0.8, tree.leaves - 0.2)
-    ax.set_ylim(levels - 0.35, -0.6)  # roots on top
-    ax.set_axis_off()
-    return fig
