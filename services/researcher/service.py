@@ -111,6 +111,24 @@ class ResearcherServicer(researcher_pb2_grpc.ResearcherServicer):
         parent = request.parent
         if not parent.proposal.source.module_source.strip() and not parent.proposal.spec_json:
             raise InvalidArgument("parent.proposal needs a source or a spec_json to build on")
+        if request.experiment_id and not contract.EXPERIMENT_ID.fullmatch(request.experiment_id):
+            raise InvalidArgument(f"experiment_id must be {contract.EXPERIMENT_ID_RULE}")
+        # The child's id, minted by the caller, tags every log line of this call (and the proposal's own).
+        with structlog.contextvars.bound_contextvars(experiment_id=request.experiment_id or None):
+            response = await self._propose(request)
+            log.info(
+                "proposed",
+                name=response.proposal.name,
+                parent=parent.id,
+                rewrites=response.rewrites,
+                max_similarity=round(response.max_similarity, 4),
+                fallback_reason=response.fallback_reason or None,
+            )
+        return response
+
+    async def _propose(self, request: researcher_pb2.ProposeRequest) -> researcher_pb2.ProposeResponse:
+        """Propose's work once the request is known to be sound: the LLM's proposal, else a DSL mutation."""
+        parent = request.parent
         knowledge_ids, knowledge = await self._knowledge(parent, request.run_id)
         fallback = ""
         wants_code = request.mode != common_pb2.PROPOSAL_MODE_DSL

@@ -118,6 +118,25 @@ def test_bad_propose_requests(
     assert message in caught.value.details()
 
 
+def test_the_minted_experiment_id_tags_the_proposal_in_the_log(
+    stub: researcher_pb2_grpc.ResearcherStub, researcher: RunningService
+) -> None:
+    request = researcher_pb2.ProposeRequest(
+        parent=baseline_parent("deltanet"), seed=11, experiment_id="run-7.c3.e2"
+    )
+    proposal = stub.Propose(request, timeout=60).proposal
+    lines = [r for r in researcher.log_records() if r.get("event") == "proposed"]
+    assert any(r.get("experiment_id") == "run-7.c3.e2" and r.get("name") == proposal.name for r in lines)
+
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.Propose(
+            researcher_pb2.ProposeRequest(parent=baseline_parent("deltanet"), experiment_id="no spaces"),
+            timeout=30,
+        )
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "experiment_id must be" in caught.value.details()
+
+
 def test_bad_repair_requests(stub: researcher_pb2_grpc.ResearcherStub) -> None:
     with pytest.raises(grpc.RpcError) as caught:
         stub.Repair(researcher_pb2.RepairRequest(error="x"), timeout=30)
