@@ -12,7 +12,7 @@ import importlib.util
 import os
 from collections.abc import Callable
 from itertools import pairwise
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 
@@ -164,26 +164,31 @@ def run(
         initial_state = initial_state.transpose(-1, -2)
     if use_qk_l2norm_in_kernel:
         q, k = l2norm(q), l2norm(k)
-    core = _core(form, q)
-    args = (core, scale, output_final_state, reverse, normalize)
+    options = _Pass(_core(form, q), scale, output_final_state, reverse, normalize)
     # The cores fix their own compute dtype (fp32 inside, the output in v's dtype), like FLA's Triton
     # kernels, which autocast never reaches: under a bf16 autocast it must not recast their matmuls.
     with torch.autocast(q.device.type, enabled=False):
         if cu_seqlens is None:
-            o, final = _run_batch(*args, q, k, v, g, beta, initial_state)
+            o, final = _run_batch(options, q, k, v, g, beta, initial_state)
         else:
-            o, final = _run_varlen(*args, q, k, v, g, beta, initial_state, cu_seqlens.tolist())
+            o, final = _run_varlen(options, q, k, v, g, beta, initial_state, cu_seqlens.tolist())
     if final is not None and state_v_first:
         final = final.transpose(-1, -2)
     return o, final
 
 
+class _Pass(NamedTuple):
+    """The core `run` chose and the options it applies around it, for every batch of one call."""
+
+    core: Core
+    scale: float
+    output_final_state: bool
+    reverse: bool
+    normalize: bool
+
+
 def _run_batch(
-    core: Core,
-    scale: float,
-    output_final_state: bool,
-    reverse: bool,
-    normalize: bool,
+    options: _Pass,
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
@@ -191,6 +196,7 @@ def _run_batch(
     beta: torch.Tensor | None,
     initial_state: torch.Tensor | None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    core, scale, output_final_state, reverse, normalize = options
     if reverse:
         # The reverse recurrence is the forward one on the time-flipped sequence.
         q, k, v, g, beta = (x.flip(1) if x is not None else None for x in (q, k, v, g, beta))
@@ -204,11 +210,7 @@ def _run_batch(
 
 
 def _run_varlen(
-    core: Core,
-    scale: float,
-    output_final_state: bool,
-    reverse: bool,
-    normalize: bool,
+    options: _Pass,
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
@@ -234,10 +236,10 @@ def _run_varlen(
         outs, finals = [], []
         for i in range(n):
             seg = (p[i] for p in pieces)
-            o, final = _run_batch(core, scale, output_final_state, reverse, normalize, *seg, h0s[i])
+            o, final = _run_batch(options, *seg, h0s[i])
             outs.append(o)
             finals.append(final)
-        return torch.cat(outs, dim=1), (torch.cat(finals) if output_final_state else None)
+        return torch.cat(outs, dim=1), (torch.cat(finals) if options.output_final_state else None)
 
     # Token t of sequence i goes to row i * longest + (t - start_i) of the padded batch.
     device = q.device
@@ -252,6 +254,6 @@ def _run_varlen(
         return padded.view(n, longest, *x.shape[2:])
 
     packed = (pack(x) for x in tensors)
-    o, final = _run_batch(core, scale, output_final_state, reverse, normalize, *packed, initial_state)
+    o, final = _run_batch(options, *packed, initial_state)
     o = o.reshape(n * longest, *o.shape[2:]).index_select(0, index).unsqueeze(0)
     return o, final
