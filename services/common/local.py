@@ -1,16 +1,18 @@
-"""Start a service as a local subprocess when no address is given for it.
+"""Services as local subprocesses on 127.0.0.1: the one place that starts an `asiarch serve` child.
 
-Used by commands that talk to a service (`asiarch evaluate`, `asiarch
-discover`, the results commands): with an address they connect to it; without
-one they run `asiarch serve NAME --port 0` on 127.0.0.1, wait for its health
-check, and stop it with SIGTERM on exit (and on Ctrl-C).
+`LocalService` spawns `asiarch serve NAME` (on a free port, or on the port it had before), waits until its
+health check says SERVING, logs its output to a file (appending, so a restart keeps the earlier lines) and
+stops it with SIGTERM, then SIGKILL after a grace. With `restarts`, a service that dies (a crash, the OOM
+killer, a test killing it) is started again on the same port, so that the channels its callers hold
+reconnect and their retries succeed: `asiarch discover` supervises its local services so.
 
-This module is the one place that starts an `asiarch serve` child
-(`spawn_service`); `asiarch discover`'s supervisor restarts through it too.
-Every Python child starts with `python_command`: `-P` keeps the current
-directory off `sys.path`, so a checkout's top-level folders (our `kernels/`)
-cannot shadow installed packages (Hugging Face's `kernels`, which transformers
-imports) when a command is run from the repository root.
+`local_service` is the one-shot form the commands that talk to a service use (`asiarch evaluate`, the
+results commands, ...): with an address they connect to it; without one they run the service on a free
+port for as long as the block lasts (stopped on exit and on Ctrl-C).
+
+Every Python child starts with `python_command`: `-P` keeps the current directory off `sys.path`, so a
+checkout's top-level folders (our `kernels/`) cannot shadow installed packages (Hugging Face's `kernels`,
+which transformers imports) when a command is run from the repository root.
 """
 
 from __future__ import annotations
@@ -22,14 +24,15 @@ import sys
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import BinaryIO
 
 import grpc
+import structlog
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from asiarch.common.client import open_channel
 from asiarch.common.errors import Unavailable
 
+log = structlog.get_logger("asiarch.local")
 START_TIMEOUT = 120.0
 
 
@@ -57,49 +60,91 @@ async def wait_serving(address: str, within: float = START_TIMEOUT) -> None:
             await asyncio.sleep(0.1)
 
 
-def _prepare(log_path: Path, port_file: Path) -> BinaryIO:
-    """Clear a stale port file and open the log (appending: a restart keeps the earlier lines)."""
-    port_file.unlink(missing_ok=True)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    return log_path.open("ab")
+class LocalService:
+    """`asiarch serve NAME` on 127.0.0.1, logging to `log_path`; restarted up to `restarts` times when it
+    exits while not being stopped (see the module docstring)."""
 
+    def __init__(
+        self, name: str, env: dict[str, str], log_path: Path, port_file: Path, restarts: int = 0
+    ) -> None:
+        self.name, self.env, self.log_path, self.port_file = name, env, log_path, port_file
+        self.max_restarts, self.restarts = restarts, 0
+        self.port = 0  # the first start takes a free port; a restart reuses it
+        self.process: asyncio.subprocess.Process | None = None
+        self._stopping = False
+        self._watcher: asyncio.Task[None] | None = None
 
-def _written_port(port_file: Path) -> int | None:
-    """The port a starting service wrote, or None while it has not (or is half-way through)."""
-    try:
-        return int(port_file.read_text())
-    except (FileNotFoundError, ValueError):
-        return None
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
 
+    async def start(self) -> None:
+        """Start the service and return once it reports SERVING; Unavailable (naming the log) if it exits
+        or does not within START_TIMEOUT."""
+        await self._spawn()
+        if self.max_restarts:
+            self._watcher = asyncio.create_task(self._watch(), name=f"watch-{self.name}")
 
-async def spawn_service(
-    name: str, *, port: int, log_path: Path, env: dict[str, str], port_file: Path
-) -> tuple[asyncio.subprocess.Process, int]:
-    """Start `asiarch serve NAME --port PORT` on 127.0.0.1 (0: a free one), logging to `log_path`;
-    return the process and its port once it reports SERVING. A child that exits or never writes its port
-    within START_TIMEOUT raises Unavailable naming the log (the reason is there, not here)."""
-    log = _prepare(log_path, port_file)
-    with log:
-        process = await asyncio.create_subprocess_exec(
-            *python_command("-m", "asiarch.common.cli", "serve", name, "--port", str(port)),
-            "--port-file",
-            str(port_file),
-            stdout=log,
-            stderr=log,
-            env=env,
-        )
-    try:
+    async def stop(self, grace: float = 30) -> None:
+        """SIGTERM (the service drains and exits), then SIGKILL if it is still there after `grace` s."""
+        self._stopping = True
+        if self._watcher is not None:
+            self._watcher.cancel()
+        if self.process is not None:
+            await stop_process(self.process, grace)
+
+    async def _spawn(self) -> None:
+        self.port_file.unlink(missing_ok=True)  # a stale one would name the previous port
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.process = await asyncio.create_subprocess_exec(
+                *python_command("-m", "asiarch.common.cli", "serve", self.name, "--port", str(self.port)),
+                "--port-file",
+                str(self.port_file),
+                stdout=log,
+                stderr=log,
+                env=self.env,
+            )
+        try:
+            self.port = await self._written_port(self.process)
+            await wait_serving(self.address)
+        except BaseException:
+            await stop_process(self.process, grace=5)
+            raise
+
+    async def _written_port(self, process: asyncio.subprocess.Process) -> int:
+        """The port the child writes once it listens (read only once complete)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + START_TIMEOUT
-        while (port := _written_port(port_file)) is None:
+        while True:
+            with contextlib.suppress(FileNotFoundError, ValueError):
+                return int(self.port_file.read_text())
             if process.returncode is not None or loop.time() > deadline:
-                raise Unavailable(f"the local {name} did not start; see {log_path}")
+                raise Unavailable(f"the local {self.name} did not start; see {self.log_path}")
             await asyncio.sleep(0.05)
-        await wait_serving(f"127.0.0.1:{port}")
-    except BaseException:
-        await stop_process(process, grace=5)
-        raise
-    return process, port
+
+    async def _watch(self) -> None:
+        while not self._stopping:
+            assert self.process is not None
+            code = await self.process.wait()
+            if self._stopping:
+                return
+            if self.restarts >= self.max_restarts:
+                log.error("local service keeps dying; not restarting", service=self.name, exit_code=code)
+                return
+            self.restarts += 1
+            log.warning(
+                "local service exited; restarting on the same port",
+                service=self.name,
+                exit_code=code,
+                restart=self.restarts,
+            )
+            await asyncio.sleep(min(10.0, 0.5 * 2**self.restarts))
+            try:
+                await self._spawn()
+            except Unavailable as exc:
+                log.error("restart failed", service=self.name, error=exc.message)
+                return
 
 
 @contextlib.asynccontextmanager
@@ -108,17 +153,17 @@ async def local_service(
 ) -> AsyncIterator[str]:
     """Run `asiarch serve NAME` on a free port; yield its address."""
     with tempfile.TemporaryDirectory(prefix=f"asiarch-{name}-") as folder:
-        process, port = await spawn_service(
+        service = LocalService(
             name,
-            port=0,
-            log_path=log_path or Path(folder) / "service.log",
-            env={**os.environ, **(env or {})},
+            {**os.environ, **(env or {})},
+            log_path or Path(folder) / "service.log",
             port_file=Path(folder) / "port",
         )
+        await service.start()
         try:
-            yield f"127.0.0.1:{port}"
+            yield service.address
         finally:
-            await stop_process(process)
+            await service.stop()
 
 
 async def stop_process(process: asyncio.subprocess.Process, grace: float = 30) -> None:

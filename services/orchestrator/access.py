@@ -27,6 +27,7 @@ import json
 import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,19 @@ def latest_run(runs: Path = DEFAULT_RUNS) -> Path | None:
     """The most recently updated run directory under `runs`."""
     candidates = [p for p in runs.glob("*") if (p / RUN_FILE).exists()] if runs.exists() else []
     return max(candidates, key=lambda p: (p / RUN_FILE).stat().st_mtime, default=None)
+
+
+def choose_run_dir(given: Path | None, run_id: str | None, resume: bool) -> Path:
+    """--run-dir; else, with --resume, the latest run under runs/; else runs/<--run-id>, else
+    runs/run-<UTC time>."""
+    if given is not None:
+        return given
+    if resume:
+        latest = latest_run(DEFAULT_RUNS)
+        if latest is None:
+            raise SystemExit("asiarch discover --resume: no run under runs/ to resume; give --run-dir")
+        return latest
+    return DEFAULT_RUNS / (run_id or datetime.now(UTC).strftime("run-%Y%m%d-%H%M%S"))
 
 
 def live_analyst(run_dir: Path) -> str | None:

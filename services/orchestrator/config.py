@@ -16,6 +16,9 @@ from asiarch.common.config import ENV_PREFIX
 
 # Paired seeds a promising candidate is confirmed with (discover --confirm-seeds, confirm --seeds).
 DEFAULT_CONFIRM_SEEDS = 3
+# The budget preset (asiarch.common.contract.budget_presets) of discover and import when --budget is not
+# given, and of a run whose run.json records none.
+DEFAULT_BUDGET = "cpu"
 
 
 class OrchestratorSettings(BaseSettings):

@@ -50,7 +50,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from asiarch.common.cli import BUDGETS, PRECISIONS, command_group
+from asiarch.common.cli import command_group
+from asiarch.common.contract import DEFAULT_CLASS_NAME
 from asiarch.common.errors import ConfigError
 
 REPORT_NAME = "import-report.json"
@@ -301,7 +302,7 @@ class Importer:
         return common_pb2.Proposal(
             name=entry.name,
             motivation=entry.motivation,
-            source=common_pb2.ArchitectureSource(module_source=entry.program, class_name="DeltaNet"),
+            source=common_pb2.ArchitectureSource(module_source=entry.program, class_name=DEFAULT_CLASS_NAME),
             origin=common_pb2.PROPOSAL_ORIGIN_MANUAL,  # the contract has no "imported" origin
             generator=" ".join([where, *facts]),
         )
@@ -310,7 +311,7 @@ class Importer:
         """None when the engineer finds the layer valid, else the failure's fields for the outcome."""
         import grpc
 
-        from asiarch.orchestrator.progress import _stage
+        from asiarch.orchestrator.progress import stage_name
         from asiarch.orchestrator.retry import retrying
         from asiarch.v1 import engineer_pb2
 
@@ -331,7 +332,7 @@ class Importer:
         if failed is None:
             return {"stage": "", "reason": reply.failure_reason or "invalid"}
         return {
-            "stage": _stage(failed.stage),
+            "stage": stage_name(failed.stage),
             "check": failed.name,
             "line": failed.line,
             "reason": reply.failure_reason or failed.message,
@@ -390,11 +391,11 @@ async def _import(args: argparse.Namespace) -> int:
     from asiarch.common.config import load_settings
     from asiarch.common.contract import budget_presets
     from asiarch.common.logs import configure_logging
-    from asiarch.orchestrator.access import live_analyst, read_run
-    from asiarch.orchestrator.cli import _run_dir, _services
+    from asiarch.orchestrator.access import choose_run_dir, live_analyst, read_run
     from asiarch.orchestrator.config import OrchestratorSettings
     from asiarch.orchestrator.loop import Discovery, Options
     from asiarch.orchestrator.progress import RichDisplay
+    from asiarch.orchestrator.services import services
     from asiarch.v1 import common_pb2
 
     every = read_entries(args.source)  # an unreadable input costs nothing: no service has started
@@ -403,7 +404,7 @@ async def _import(args: argparse.Namespace) -> int:
     entries, skipped = top(every, args.top)
     settings = load_settings(OrchestratorSettings)
     configure_logging(settings.log_level, settings.log_format, service="import")
-    run_dir = _run_dir(args)
+    run_dir = choose_run_dir(args.run_dir, args.run_id, resume=False)
     if live_analyst(run_dir) is not None:
         print(
             f"asiarch import: a discover is running on {run_dir}; import when it has stopped", file=sys.stderr
@@ -426,7 +427,7 @@ async def _import(args: argparse.Namespace) -> int:
     def save(**_: Any) -> None:
         """run.json keeps the run's services: the ones started for an import are not the run's."""
 
-    async with _services(args, settings, run_dir, "none", display, save, evaluation_only=True) as (stubs, _):
+    async with services(args, settings, run_dir, "none", display, save, evaluation_only=True) as (stubs, _):
         discovery = Discovery(
             Options(run_id=run_id, budget=args.budget, precision=args.precision), stubs, display
         )
@@ -518,8 +519,6 @@ def _note_run(run_dir: Path, run_id: str, imported: dict[str, Any] | None) -> No
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    from asiarch.orchestrator.cli import _positive
-
     targets = command_group(
         commands, "import", help="record architectures published elsewhere as the seeds of a run"
     )
@@ -535,6 +534,13 @@ def register(commands: argparse._SubParsersAction) -> None:
             "report)."
         ),
     )
+    _add_options(cmd)
+    cmd.set_defaults(run=lambda args: asyncio.run(_import(args)))
+
+
+def _add_options(cmd: argparse.ArgumentParser) -> None:
+    from asiarch.orchestrator.cli import add_budget, add_engineers, add_precision, positive
+
     cmd.add_argument(
         "source", type=Path, metavar="FILE", help="the released JSON, a .py layer or a directory of them"
     )
@@ -542,44 +548,30 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--run-dir", type=Path, help="the run to seed (default: runs/<--run-id>, else runs/run-<UTC time>)"
     )
     cmd.add_argument("--run-id", help="run id (default: the run's, else the run directory's name)")
-    cmd.add_argument(
-        "--budget",
-        choices=BUDGETS,
-        metavar="PRESET",
-        default="cpu",
-        help="sizes of the functional checks and the parameter limit: give the budget discover will run "
+    add_budget(
+        cmd,
+        "sizes of the functional checks and the parameter limit: give the budget discover will run "
         "with; %(choices)s",
     )
-    cmd.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        metavar="P",
-        help="precision of the functional checks, as discover will train: %(choices)s; ASI-Arch's programs "
+    add_precision(
+        cmd,
+        "precision of the functional checks, as discover will train: %(choices)s; ASI-Arch's programs "
         "cast to bf16 and need bf16-autocast (default: the budget preset's)",
     )
     cmd.add_argument(
         "--top",
-        type=_positive(int),
+        type=positive(int),
         metavar="N",
         help="only the N entries with the best score in the file "
         "(the others are reported skipped; default: all)",
     )
     cmd.add_argument("--report", type=Path, help=f"the JSON report (default: RUN_DIR/{REPORT_NAME})")
     cmd.add_argument(
-        "--parallel", type=_positive(int), default=1, help="validations at once (spread over --engineer)"
+        "--parallel", type=positive(int), default=1, help="validations at once (spread over --engineer)"
     )
-    cmd.add_argument(
-        "--engineer",
-        action="append",
-        help="host:port of an engineer, repeat for several "
-        "(default: $ASIARCH_ENGINEER_ADDRESS, else a local one)",
-    )
+    add_engineers(cmd)
     cmd.add_argument(
         "--analyst",
         help="host:port of the run's analyst (default: $ASIARCH_ANALYST_ADDRESS, else a "
         "local one on the run directory)",
-    )
-    # What the shared service starter and run-directory rule of `discover` read.
-    cmd.set_defaults(
-        run=lambda args: asyncio.run(_import(args)), resume=False, selector=None, researcher=None
     )

@@ -31,9 +31,9 @@ import grpc
 import structlog
 
 from asiarch.common.cli import precision_value, proposal_mode_value
-from asiarch.common.contract import budget_presets
+from asiarch.common.contract import DEFAULT_CLASS_NAME, budget_presets
 from asiarch.common.source import SourceError, parse_source
-from asiarch.orchestrator.config import DEFAULT_CONFIRM_SEEDS
+from asiarch.orchestrator.config import DEFAULT_BUDGET, DEFAULT_CONFIRM_SEEDS
 from asiarch.orchestrator.retry import retrying
 from asiarch.v1 import analyst_pb2, common_pb2, engineer_pb2, researcher_pb2, selector_pb2
 
@@ -53,7 +53,7 @@ class Options:
     time_budget_minutes: float | None = None
     strategy: str = "asi-arch"
     mode: str | None = None  # None: the researcher chooses (code with an LLM, DSL without)
-    budget: str = "cpu"
+    budget: str = DEFAULT_BUDGET
     precision: str | None = None  # None: the budget preset's default, decided by the engineer
     device: str = ""
     seed: int = 0
@@ -558,7 +558,7 @@ def design_key(proposal: common_pb2.Proposal) -> str:
             if isinstance(body, list) and body and _is_docstring(body[0]):
                 node.body = body[1:] or [ast.Pass()]  # type: ignore[attr-defined]
         text = ast.dump(tree)
-    return hashlib.sha256(f"{proposal.source.class_name or 'DeltaNet'}\n{text}".encode()).hexdigest()
+    return hashlib.sha256(f"{proposal.source.class_name or DEFAULT_CLASS_NAME}\n{text}".encode()).hexdigest()
 
 
 def _is_docstring(node: ast.stmt) -> bool:

@@ -11,7 +11,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from asiarch.v1 import common_pb2
 
 
-def _stage(stage: int) -> str:
+def stage_name(stage: int) -> str:
+    """An EvaluationStage as people read it: EVALUATION_STAGE_STATIC_CHECKS is "static checks"."""
     return common_pb2.EvaluationStage.Name(stage).removeprefix("EVALUATION_STAGE_").lower().replace("_", " ")
 
 
@@ -57,7 +58,7 @@ class RichDisplay:
             task,
             completed=event.step,
             total=event.total_steps or None,
-            stage=_stage(event.stage),
+            stage=stage_name(event.stage),
             loss=self.losses.get(key, "–"),
         )
 

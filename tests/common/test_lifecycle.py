@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import os
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2
 from support import REPO, RunningService, health_status
 
+from asiarch.common.local import LocalService, wait_serving
 from asiarch.v1 import selector_pb2, selector_pb2_grpc
 
 PROBE = [sys.executable, str(REPO / "tests" / "common" / "probe_service.py")]
@@ -151,3 +154,23 @@ def test_bytes_that_are_no_request_get_invalid_argument_and_one_access_log_line(
         ("rpc", "INVALID_ARGUMENT", "/asiarch.v1.Selector/SelectParents")
     ]
     assert "Traceback" not in service.log_path.read_text()
+
+
+async def test_a_supervised_local_service_that_dies_serves_again_on_its_port_until_stopped(
+    tmp_path: Path,
+) -> None:
+    # What `asiarch discover` does with the services it starts itself (asiarch.common.local).
+    log_path = tmp_path / "logs" / "selector.log"
+    service = LocalService("selector", dict(os.environ), log_path, tmp_path / ".port", restarts=1)
+    await service.start()
+    try:
+        port, first = service.port, service.process
+        assert first is not None
+        first.kill()
+        await first.wait()
+        await wait_serving(f"127.0.0.1:{port}")  # by the time the next one serves
+        assert service.process is not first and (service.port, service.restarts) == (port, 1)
+    finally:
+        await service.stop()
+    assert service.process is not None and service.process.returncode is not None
+    assert log_path.read_text().count('"event": "serving"') == 2  # one log, both starts
