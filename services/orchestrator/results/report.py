@@ -2,8 +2,9 @@
 
 The page is the Jinja2 template templates/report.html (one design: templates/design.html), rendered
 with autoescape on: every string that came from a user, the researcher or an LLM is HTML-escaped by
-the template engine. Only the SVGs are marked safe; they come from matplotlib, which escapes the
-text it writes. This module gathers what the templates show; the templates decide how it looks.
+the template engine. Only the SVGs are inlined as they are (`| safe` in report.html); they come
+from matplotlib, which escapes the text it writes. This module gathers what the templates show;
+the templates decide how it looks.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-from markupsafe import Markup
 
 from asiarch.v1 import common_pb2
 
@@ -127,9 +127,8 @@ def _figures(experiments: list[common_pb2.Experiment], top: list[common_pb2.Expe
             True,
         ),
     ]
-    # Markup: matplotlib wrote the SVG and escaped the text in it; the page inlines it as is.
     return [
-        {"svg": Markup(plots.svg(fig, f"fig{i}")), "caption": caption, "wide": wide}
+        {"svg": plots.svg(fig, f"fig{i}"), "caption": caption, "wide": wide}
         for i, (fig, caption, wide) in enumerate(figures)
     ]
 
