@@ -1,4 +1,5 @@
-"""Helpers for tests that run services as real processes on real ports."""
+"""Helpers for tests that run services as real processes on real ports, and `Flaky`, a call that fails
+for a while (what retries are tested with)."""
 
 from __future__ import annotations
 
@@ -101,3 +102,17 @@ def wait_serving(address: str, timeout: float = 30) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"{address} never reported SERVING")
         time.sleep(0.05)
+
+
+class Flaky:
+    """A call that fails with the given errors, then answers."""
+
+    def __init__(self, *errors: BaseException) -> None:
+        self.errors = list(errors)
+        self.calls = 0
+
+    async def __call__(self) -> str:
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return "answer"

@@ -12,6 +12,7 @@ from pathlib import Path
 import grpc
 import pytest
 from structlog.testing import capture_logs
+from support import Flaky
 
 from asiarch.orchestrator.retry import retrying
 from asiarch.v1 import selector_pb2, selector_pb2_grpc
@@ -21,20 +22,6 @@ SERVER = Path(__file__).with_name("draining_server.py")
 
 def failure(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
     return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details=details)
-
-
-class Flaky:
-    """A call that fails with the given errors, then answers."""
-
-    def __init__(self, *errors: grpc.aio.AioRpcError) -> None:
-        self.errors = list(errors)
-        self.calls = 0
-
-    async def __call__(self) -> str:
-        self.calls += 1
-        if self.errors:
-            raise self.errors.pop(0)
-        return "answer"
 
 
 async def test_a_call_the_server_dropped_without_a_verdict_is_made_again() -> None:

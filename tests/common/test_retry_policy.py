@@ -7,22 +7,9 @@ import asyncio
 import pytest
 import tenacity
 from structlog.testing import capture_logs
+from support import Flaky
 
 from asiarch.common.retry import Backoff, Policy
-
-
-class Flaky:
-    """A call that fails with the given errors, then answers."""
-
-    def __init__(self, *errors: BaseException) -> None:
-        self.errors = list(errors)
-        self.calls = 0
-
-    async def __call__(self) -> str:
-        self.calls += 1
-        if self.errors:
-            raise self.errors.pop(0)
-        return "answer"
 
 
 def waits(backoff: Backoff, retries: int) -> list[float]:
