@@ -20,7 +20,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from asiarch.common.errors import FailedPrecondition
 from asiarch.engineer import convert
 from asiarch.engineer.budgets import Budget
-from asiarch.engineer.sandbox import SandboxLimits, run_in_sandbox
+from asiarch.engineer.sandbox import SandboxLimits, SandboxResult, run_in_sandbox
 from asiarch.engineer.static_checks import run_static_checks
 from asiarch.v1 import common_pb2, engineer_pb2, researcher_pb2
 
@@ -86,14 +86,165 @@ def stage_rank(stage: int) -> int:
     return order.index(stage) if stage in order else -1
 
 
+@dataclass
+class _Events:
+    """What a check or an evaluation tells its caller as it happens: finished checks, and progress timed
+    from the start."""
+
+    candidate: Candidate
+    emit: Emit
+    started: float = field(default_factory=time.monotonic)
+
+    async def progress(self, stage: int, message: str, attempt: int, **fields: Any) -> None:
+        progress = engineer_pb2.EvaluationProgress(
+            stage=stage,
+            message=message,
+            elapsed_seconds=time.monotonic() - self.started,
+            attempt=attempt,
+            **fields,
+        )
+        await self.emit(
+            engineer_pb2.EvaluationEvent(experiment_id=self.candidate.experiment_id, progress=progress)
+        )
+
+    async def check(self, check: common_pb2.CheckResult) -> None:
+        await self.emit(engineer_pb2.EvaluationEvent(experiment_id=self.candidate.experiment_id, check=check))
+
+
+class _Relay:
+    """The sandbox's events, passed on as they come; keeps the checks, the first failed one and the stage."""
+
+    def __init__(self, events: _Events, attempt: int) -> None:
+        self.events = events
+        self.attempt = attempt
+        self.stage = common_pb2.EVALUATION_STAGE_FUNCTIONAL_CHECKS
+        self.checks: list[common_pb2.CheckResult] = []
+        self.failed: common_pb2.CheckResult | None = None
+
+    async def __call__(self, event: dict[str, Any]) -> None:
+        self.stage = convert.STAGES.get(str(event.get("stage")), self.stage)
+        if event.get("type") == "check":
+            check = convert.check_to_proto(event["check"])
+            self.checks.append(check)
+            if not check.passed and self.failed is None:
+                self.failed = check
+            await self.events.check(check)
+        elif event.get("type") == "progress":
+            fields: dict[str, Any] = {
+                "step": int(event.get("step", 0)),
+                "total_steps": int(event.get("total_steps", 0)),
+            }
+            if event.get("loss") is not None:
+                fields["loss"] = float(event["loss"])
+            await self.events.progress(self.stage, str(event.get("message", "")), self.attempt, **fields)
+
+
+def _conclude(attempt: Attempt, result: SandboxResult, relay: _Relay) -> None:
+    """The attempt's verdict: a failed check first, then how the run ended, else what it measured."""
+    if relay.failed is not None:
+        attempt.failed_stage = common_pb2.EVALUATION_STAGE_FUNCTIONAL_CHECKS
+        attempt.reason = f"{relay.failed.name}: {relay.failed.message}"
+        attempt.status = common_pb2.EVALUATION_STATUS_FAILED
+    elif result.outcome != "ok":
+        attempt.failed_stage = relay.stage
+        attempt.reason = _trim(result.error)
+        timed_out = result.outcome == "timeout"
+        attempt.status = (
+            common_pb2.EVALUATION_STATUS_TIMED_OUT if timed_out else common_pb2.EVALUATION_STATUS_FAILED
+        )
+    elif result.result is not None:
+        attempt.metrics = result.result.get("metrics")
+        attempt.device = result.result.get("device", "")
+
+
+def _got_past(attempt: Attempt, repair: common_pb2.RepairAttempt) -> bool:
+    """Whether the patch got past the stage that had failed: it succeeded, or failed at a later stage."""
+    succeeded = attempt.status == common_pb2.EVALUATION_STATUS_SUCCEEDED
+    return succeeded or stage_rank(attempt.failed_stage) > stage_rank(repair.failed_stage)
+
+
+def _first_line(reason: str) -> str:
+    return reason.splitlines()[0][:200]
+
+
+async def _repair(
+    candidate: Candidate,
+    attempt: Attempt,
+    number: int,
+    repairs: list[common_pb2.RepairAttempt],
+    repairer: Repairer,
+    events: _Events,
+) -> bool:
+    """Ask for a patch of `attempt`'s failure, record the request in `repairs` and apply the patch to
+    `candidate`. False when no patch came (the researcher is down or refused): healing stops there."""
+    await events.progress(
+        common_pb2.EVALUATION_STAGE_REPAIR,
+        f"asking the researcher to repair: {_first_line(attempt.reason)}",
+        number,
+    )
+    record = common_pb2.RepairAttempt(
+        attempt=number, failed_stage=attempt.failed_stage, error=_trim(attempt.reason)
+    )
+    try:
+        patched = await repairer.repair(candidate, attempt.failed_stage, record.error, number, list(repairs))
+    except Exception as exc:  # the researcher is down or refused: record it and stop healing
+        record.summary = f"repair unavailable: {exc}"
+        repairs.append(record)
+        return False
+    record.summary = patched.summary
+    record.repaired_by = patched.repaired_by
+    record.patch = "".join(
+        difflib.unified_diff(
+            candidate.source.splitlines(keepends=True),
+            patched.source.module_source.splitlines(keepends=True),
+            "before.py",
+            "after.py",
+        )
+    )
+    repairs.append(record)
+    candidate.source = patched.source.module_source
+    candidate.class_name = patched.source.class_name or candidate.class_name
+    candidate.spec_json = patched.spec_json or candidate.spec_json
+    return True
+
+
+def _evaluation(
+    candidate: Candidate,
+    attempt: Attempt,
+    checks: list[common_pb2.CheckResult],
+    repairs: list[common_pb2.RepairAttempt],
+    started_at: Timestamp,
+    started: float,
+) -> common_pb2.Evaluation:
+    """The record of the evaluation: the last attempt's verdict and metrics, every check and repair."""
+    finished_at = Timestamp()
+    finished_at.GetCurrentTime()
+    evaluation = common_pb2.Evaluation(
+        status=attempt.status,
+        failed_stage=attempt.failed_stage,
+        failure_reason=attempt.reason,
+        checks=checks,
+        repairs=repairs,
+        final_source=common_pb2.ArchitectureSource(
+            module_source=candidate.source, class_name=candidate.class_name
+        ),
+        budget=candidate.budget.to_proto(),
+        device=attempt.device or candidate.budget.device,
+        wall_seconds=time.monotonic() - started,
+        started_at=started_at,
+        finished_at=finished_at,
+        engineer_version=ENGINEER_VERSION,
+    )
+    if attempt.metrics:
+        evaluation.metrics.CopyFrom(convert.metrics_to_proto(attempt.metrics))
+    return evaluation
+
+
 class Pipeline:
     def __init__(self, limits: SandboxLimits, max_source_bytes: int, corpus_dir: str | None) -> None:
         self.limits = limits
         self.max_source_bytes = max_source_bytes
         self.corpus_dir = corpus_dir
-
-    def _event(self, candidate: Candidate, **kwargs: Any) -> engineer_pb2.EvaluationEvent:
-        return engineer_pb2.EvaluationEvent(experiment_id=candidate.experiment_id, **kwargs)
 
     async def static_only(self, candidate: Candidate) -> Attempt:
         attempt = Attempt()
@@ -107,52 +258,21 @@ class Pipeline:
 
     async def check(self, candidate: Candidate, kind: str, emit: Emit, attempt_number: int = 0) -> Attempt:
         """Static checks, then the sandboxed job ("check": functional only; "evaluate": everything)."""
-        started = time.monotonic()
-        attempt = Attempt()
-
-        async def progress(stage: int, message: str = "", **fields: Any) -> None:
-            await emit(
-                self._event(
-                    candidate,
-                    progress=engineer_pb2.EvaluationProgress(
-                        stage=stage,
-                        message=message,
-                        elapsed_seconds=time.monotonic() - started,
-                        attempt=attempt_number,
-                        **fields,
-                    ),
-                )
-            )
-
-        await progress(common_pb2.EVALUATION_STAGE_STATIC_CHECKS, "static checks")
+        events = _Events(candidate, emit)
+        await events.progress(common_pb2.EVALUATION_STAGE_STATIC_CHECKS, "static checks", attempt_number)
         static = await self.static_only(candidate)
         for check in static.checks:
-            await emit(self._event(candidate, check=check))
+            await events.check(check)
         if static.status != common_pb2.EVALUATION_STATUS_SUCCEEDED:
             return static
-        attempt.checks.extend(static.checks)
+        relay = _Relay(events, attempt_number)
+        result = await self._run_job(candidate, kind, relay)
+        attempt = Attempt(checks=[*static.checks, *relay.checks], enforcement=result.enforcement)
+        _conclude(attempt, result, relay)
+        return attempt
 
-        current = {"stage": common_pb2.EVALUATION_STAGE_FUNCTIONAL_CHECKS}
-        failed_check: list[common_pb2.CheckResult] = []
-
-        async def on_event(event: dict[str, Any]) -> None:
-            stage = convert.STAGES.get(str(event.get("stage")), current["stage"])
-            current["stage"] = stage
-            if event.get("type") == "check":
-                check = convert.check_to_proto(event["check"])
-                attempt.checks.append(check)
-                if not check.passed:
-                    failed_check.append(check)
-                await emit(self._event(candidate, check=check))
-            elif event.get("type") == "progress":
-                fields: dict[str, Any] = {
-                    "step": int(event.get("step", 0)),
-                    "total_steps": int(event.get("total_steps", 0)),
-                }
-                if event.get("loss") is not None:
-                    fields["loss"] = float(event["loss"])
-                await progress(stage, str(event.get("message", "")), **fields)
-
+    async def _run_job(self, candidate: Candidate, kind: str, relay: _Relay) -> SandboxResult:
+        """The job in the sandbox, its events to `relay`; FailedPrecondition if the host cannot isolate it."""
         job = {
             "kind": kind,
             "source": candidate.source,
@@ -168,10 +288,9 @@ class Pipeline:
         wall = candidate.budget.wall_clock_seconds
         cpu = max(self.limits.cpu_seconds, int(wall * self.limits.threads) + 60)
         limits = dataclasses.replace(self.limits, wall_seconds=wall, cpu_seconds=cpu)
-        result = await run_in_sandbox(job, limits, on_event)
+        result = await run_in_sandbox(job, limits, relay)
         if result.outcome == "refused":  # the host's fault, not the candidate's: nothing is recorded
             raise FailedPrecondition(result.error)
-        attempt.enforcement = result.enforcement
         # What the sandbox could enforce depends on the host (a container without
         # capabilities cannot unshare the network): say it once per run, in the log.
         log.info(
@@ -181,21 +300,7 @@ class Pipeline:
             outcome=result.outcome,
             **result.enforcement,
         )
-        if failed_check:
-            attempt.failed_stage = common_pb2.EVALUATION_STAGE_FUNCTIONAL_CHECKS
-            attempt.reason = f"{failed_check[0].name}: {failed_check[0].message}"
-            attempt.status = common_pb2.EVALUATION_STATUS_FAILED
-        elif result.outcome != "ok":
-            attempt.failed_stage = current["stage"]
-            attempt.reason = _trim(result.error)
-            timed_out = result.outcome == "timeout"
-            attempt.status = (
-                common_pb2.EVALUATION_STATUS_TIMED_OUT if timed_out else common_pb2.EVALUATION_STATUS_FAILED
-            )
-        elif result.result is not None:
-            attempt.metrics = result.result.get("metrics")
-            attempt.device = result.result.get("device", "")
-        return attempt
+        return result
 
     async def _maybe_promote(
         self, candidate: Candidate, attempt: Attempt, emit: Emit, number: int
@@ -213,106 +318,44 @@ class Pipeline:
         return second
 
     async def _run_retrying_timeouts(
-        self, candidate: Candidate, emit: Emit, attempt_number: int, started: float
+        self, candidate: Candidate, events: _Events, attempt_number: int
     ) -> Attempt:
         """One evaluation; after a wall-clock timeout the same code runs again (TIMEOUT_RETRIES times).
 
         A timeout says the machine was busy as often as that the code is slow, and there is no bug in
         it for Repair to fix: the caller never sends a timeout to Repair.
         """
-        attempt = await self.check(candidate, "evaluate", emit, attempt_number)
+        attempt = await self.check(candidate, "evaluate", events.emit, attempt_number)
         for _ in range(TIMEOUT_RETRIES):
             if attempt.status != common_pb2.EVALUATION_STATUS_TIMED_OUT:
                 break
-            reason = attempt.reason.splitlines()[0][:200] if attempt.reason else "wall-clock limit"
-            progress = engineer_pb2.EvaluationProgress(
-                stage=attempt.failed_stage,
-                message=f"timed out, running the same code again: {reason}",
-                elapsed_seconds=time.monotonic() - started,
-                attempt=attempt_number,
-            )
-            await emit(self._event(candidate, progress=progress))
-            attempt = await self.check(candidate, "evaluate", emit, attempt_number)
+            reason = _first_line(attempt.reason) if attempt.reason else "wall-clock limit"
+            message = f"timed out, running the same code again: {reason}"
+            await events.progress(attempt.failed_stage, message, attempt_number)
+            attempt = await self.check(candidate, "evaluate", events.emit, attempt_number)
         return attempt
 
     async def evaluate(
         self, candidate: Candidate, max_repairs: int, repairer: Repairer | None, emit: Emit
     ) -> common_pb2.Evaluation:
+        """Evaluate; repair and evaluate again until it succeeds, times out or `max_repairs` are spent."""
         started_at = Timestamp()
         started_at.GetCurrentTime()
-        started = time.monotonic()
+        events = _Events(candidate, emit)
         repairs: list[common_pb2.RepairAttempt] = []
         checks: list[common_pb2.CheckResult] = []
         attempt_number = 0
         while True:
-            attempt = await self._run_retrying_timeouts(candidate, emit, attempt_number, started)
+            attempt = await self._run_retrying_timeouts(candidate, events, attempt_number)
             checks.extend(attempt.checks)
             attempt = await self._maybe_promote(candidate, attempt, emit, attempt_number)
-            if repairs:  # did the last patch get past the stage that had failed?
-                previous = repairs[-1]
-                previous.succeeded = attempt.status == common_pb2.EVALUATION_STATUS_SUCCEEDED or stage_rank(
-                    attempt.failed_stage
-                ) > stage_rank(previous.failed_stage)
+            if repairs:
+                repairs[-1].succeeded = _got_past(attempt, repairs[-1])
             if attempt.status == common_pb2.EVALUATION_STATUS_SUCCEEDED or attempt_number >= max_repairs:
                 break
             if repairer is None or attempt.status == common_pb2.EVALUATION_STATUS_TIMED_OUT:
                 break
             attempt_number += 1
-            await emit(
-                self._event(
-                    candidate,
-                    progress=engineer_pb2.EvaluationProgress(
-                        stage=common_pb2.EVALUATION_STAGE_REPAIR,
-                        message=f"asking the researcher to repair: {attempt.reason.splitlines()[0][:200]}",
-                        elapsed_seconds=time.monotonic() - started,
-                        attempt=attempt_number,
-                    ),
-                )
-            )
-            record = common_pb2.RepairAttempt(
-                attempt=attempt_number, failed_stage=attempt.failed_stage, error=_trim(attempt.reason)
-            )
-            try:
-                patched = await repairer.repair(
-                    candidate, attempt.failed_stage, record.error, attempt_number, list(repairs)
-                )
-            except Exception as exc:  # the researcher is down or refused: record it and stop healing
-                record.summary = f"repair unavailable: {exc}"
-                repairs.append(record)
+            if not await _repair(candidate, attempt, attempt_number, repairs, repairer, events):
                 break
-            record.summary = patched.summary
-            record.repaired_by = patched.repaired_by
-            record.patch = "".join(
-                difflib.unified_diff(
-                    candidate.source.splitlines(keepends=True),
-                    patched.source.module_source.splitlines(keepends=True),
-                    "before.py",
-                    "after.py",
-                )
-            )
-            repairs.append(record)
-            candidate.source = patched.source.module_source
-            candidate.class_name = patched.source.class_name or candidate.class_name
-            candidate.spec_json = patched.spec_json or candidate.spec_json
-
-        finished_at = Timestamp()
-        finished_at.GetCurrentTime()
-        evaluation = common_pb2.Evaluation(
-            status=attempt.status,
-            failed_stage=attempt.failed_stage,
-            failure_reason=attempt.reason,
-            checks=checks,
-            repairs=repairs,
-            final_source=common_pb2.ArchitectureSource(
-                module_source=candidate.source, class_name=candidate.class_name
-            ),
-            budget=candidate.budget.to_proto(),
-            device=attempt.device or candidate.budget.device,
-            wall_seconds=time.monotonic() - started,
-            started_at=started_at,
-            finished_at=finished_at,
-            engineer_version=ENGINEER_VERSION,
-        )
-        if attempt.metrics:
-            evaluation.metrics.CopyFrom(convert.metrics_to_proto(attempt.metrics))
-        return evaluation
+        return _evaluation(candidate, attempt, checks, repairs, started_at, events.started)
