@@ -10,6 +10,7 @@ import grpc
 import layers
 import pytest
 from grpc_health.v1 import health_pb2
+from sandbox_processes import sandbox_processes
 from support import RunningService, health_status, start_service
 
 from asiarch.engineer.sandbox import WORKDIR_PREFIX
@@ -227,31 +228,14 @@ def test_cancelling_an_evaluation_kills_its_sandbox(
             common_pb2.EVALUATION_STAGE_FUNCTIONAL_CHECKS
         ):
             break
-    assert _sandbox_processes(engineer.process.pid), "the sandbox should be running now"
+    mine = f"{WORKDIR_PREFIX}{engineer.process.pid}-"  # this engineer's sandbox folders
+    assert sandbox_processes(mine), "the sandbox should be running now"
     call.cancel()
     for _ in range(100):
-        if not _sandbox_processes(engineer.process.pid):
+        if not sandbox_processes(mine):
             break
         threading.Event().wait(0.1)
-    assert not _sandbox_processes(engineer.process.pid)
-
-
-def _sandbox_processes(engineer_pid: int) -> list[str]:
-    """This engineer's sandbox processes: their folder, on their command line, carries its pid
-    (other runs on the machine have sandboxes of their own)."""
-    import os
-
-    mine = f"{WORKDIR_PREFIX}{engineer_pid}-"
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as handle:
-                arguments = handle.read().decode(errors="replace").split("\0")
-        except OSError:
-            continue
-        if "asiarch.engineer.sandbox_child" in arguments and any(mine in argument for argument in arguments):
-            found.append(pid)
-    return found
+    assert not sandbox_processes(mine)
 
 
 def test_a_good_rung_one_is_promoted_to_rung_two(stub: engineer_pb2_grpc.EngineerStub) -> None:

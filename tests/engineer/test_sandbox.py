@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from layers import SANDBOX_BUDGET
 from layers import layer as build_layer
+from sandbox_processes import sandbox_processes
 
 from asiarch.engineer import sandbox
 from asiarch.engineer.sandbox import SandboxLimits, SandboxResult, run_in_sandbox
@@ -116,20 +117,6 @@ def workdirs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return made
 
 
-def _survivors(workdirs: list[str]) -> list[str]:
-    """Processes still running for one of `workdirs` (its path is in their command line)."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as handle:
-                arguments = handle.read().decode(errors="replace").split("\0")
-        except OSError:
-            continue
-        if "asiarch.engineer.sandbox_child" in arguments and set(arguments) & set(workdirs):
-            found.append(pid)
-    return found
-
-
 def test_fork_bomb_is_contained(workdirs: list[str]) -> None:
     bomb = "import os\n        while True:\n            os.fork()"
     result = run(layer(bomb), max_processes=64, wall_seconds=20)
@@ -139,7 +126,7 @@ def test_fork_bomb_is_contained(workdirs: list[str]) -> None:
     assert result.outcome != "ok"
     # Nothing of it survives.
     time.sleep(0.5)
-    assert workdirs and not _survivors(workdirs)
+    assert workdirs and not sandbox_processes(*workdirs)
 
 
 def test_ctypes_segfault_is_reported_as_a_crash() -> None:
@@ -155,11 +142,11 @@ def test_a_cancelled_run_leaves_no_process(workdirs: list[str]) -> None:
                "budget": BUDGET}  # fmt: skip
         task = asyncio.create_task(run_in_sandbox(job, SandboxLimits(wall_seconds=60)))
         await asyncio.sleep(3)
-        assert len(_survivors(workdirs)) == 3  # the launcher, pid 1 of its namespace and the worker
+        assert len(sandbox_processes(*workdirs)) == 3  # the launcher, pid 1 of its namespace and the worker
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
 
     asyncio.run(cancel_midway())
     time.sleep(0.5)
-    assert workdirs and not _survivors(workdirs)
+    assert workdirs and not sandbox_processes(*workdirs)
