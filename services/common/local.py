@@ -3,8 +3,9 @@
 `LocalService` spawns `asiarch serve NAME` (on a free port, or on the port it had before), waits until its
 health check says SERVING, logs its output to a file (appending, so a restart keeps the earlier lines) and
 stops it with SIGTERM, then SIGKILL after a grace. With `restarts`, a service that dies (a crash, the OOM
-killer, a test killing it) is started again on the same port, so that the channels its callers hold
-reconnect and their retries succeed: `asiarch discover` supervises its local services so.
+killer, a test killing it) is started again on the same port (`RESTARTS`: asiarch.common.retry's policy,
+1 s to 10 s apart), so that the channels its callers hold reconnect and their retries succeed: `asiarch
+discover` supervises its local services so.
 
 `local_service` is the one-shot form the commands that talk to a service use (`asiarch evaluate`, the
 results commands, ...): with an address they connect to it; without one they run the service on a free
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import sys
 import tempfile
@@ -31,6 +33,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from asiarch.common.client import open_channel
 from asiarch.common.errors import Unavailable
+from asiarch.common.retry import Backoff, Policy
 
 log = structlog.get_logger("asiarch.local")
 START_TIMEOUT = 120.0
@@ -71,7 +74,6 @@ class LocalService:
         self.max_restarts, self.restarts = restarts, 0
         self.port = 0  # the first start takes a free port; a restart reuses it
         self.process: asyncio.subprocess.Process | None = None
-        self._stopping = False
         self._watcher: asyncio.Task[None] | None = None
 
     @property
@@ -87,7 +89,6 @@ class LocalService:
 
     async def stop(self, grace: float = 30) -> None:
         """SIGTERM (the service drains and exits), then SIGKILL if it is still there after `grace` s."""
-        self._stopping = True
         if self._watcher is not None:
             self._watcher.cancel()
         if self.process is not None:
@@ -124,27 +125,43 @@ class LocalService:
             await asyncio.sleep(0.05)
 
     async def _watch(self) -> None:
-        while not self._stopping:
-            assert self.process is not None
-            code = await self.process.wait()
-            if self._stopping:
-                return
-            if self.restarts >= self.max_restarts:
-                log.error("local service keeps dying; not restarting", service=self.name, exit_code=code)
-                return
-            self.restarts += 1
-            log.warning(
-                "local service exited; restarting on the same port",
-                service=self.name,
-                exit_code=code,
-                restart=self.restarts,
-            )
-            await asyncio.sleep(min(10.0, 0.5 * 2**self.restarts))
-            try:
-                await self._spawn()
-            except Unavailable as exc:
-                log.error("restart failed", service=self.name, error=exc.message)
-                return
+        """Start the service again each time it exits, at most `max_restarts` times (see RESTARTS); stop()
+        cancels this first, so a service being stopped is never started again."""
+        restarts = dataclasses.replace(
+            RESTARTS, attempts=self.max_restarts + 1, log=log.bind(service=self.name)
+        )
+        try:
+            await restarts.call(self.name, self._restart, failed_first=await self._exit())
+        except _Exited as exc:
+            log.error("local service keeps dying; not restarting", service=self.name, exit_code=exc.code)
+        except Unavailable as exc:
+            log.error("restart failed", service=self.name, error=exc.message)
+
+    async def _restart(self) -> None:
+        self.restarts += 1
+        await self._spawn()
+        raise await self._exit()
+
+    async def _exit(self) -> _Exited:
+        assert self.process is not None
+        return _Exited(await self.process.wait())
+
+
+class _Exited(Exception):
+    """A supervised service exited (the error a restart retries)."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(f"exit code {code}")
+        self.code = code
+
+
+# A service that exits is started again on its port after 1 s, 2 s, 4 s, 8 s, then 10 s.
+RESTARTS = Policy(
+    lambda exc: isinstance(exc, _Exited),
+    Backoff(1.0, cap=10.0),
+    event="local service exited; restarting on the same port",
+    describe=lambda exc: {"exit_code": getattr(exc, "code", None)},
+)
 
 
 @contextlib.asynccontextmanager

@@ -15,6 +15,7 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2
+from structlog.testing import capture_logs
 from support import REPO, RunningService, health_status
 
 from asiarch.common.local import LocalService, wait_serving
@@ -166,10 +167,13 @@ async def test_a_supervised_local_service_that_dies_serves_again_on_its_port_unt
     try:
         port, first = service.port, service.process
         assert first is not None
-        first.kill()
-        await first.wait()
-        await wait_serving(f"127.0.0.1:{port}")  # by the time the next one serves
+        with capture_logs() as logs:
+            first.kill()
+            await first.wait()
+            await wait_serving(f"127.0.0.1:{port}")  # by the time the next one serves
         assert service.process is not first and (service.port, service.restarts) == (port, 1)
+        said = [(e["event"], e["service"], e["exit_code"]) for e in logs if "exit_code" in e]
+        assert said == [("local service exited; restarting on the same port", "selector", -signal.SIGKILL)]
     finally:
         await service.stop()
     assert service.process is not None and service.process.returncode is not None
