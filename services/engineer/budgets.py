@@ -278,12 +278,16 @@ def resolve(
     overrides = dict(overrides or {})
     if refused := [name for name in overrides if name not in OVERRIDABLE]:
         raise BudgetError(f"budget.{refused[0]} cannot be set")
-    fields = {**dataclasses.asdict(PRESETS[preset]), **overrides}
+    asked = dataclasses.replace(PRESETS[preset], **overrides)
     factor = RUNG_STEP_FACTOR[rung]
-    fields["train_steps"] *= factor
-    fields["mqar_steps"] *= factor
+    wall = asked.wall_clock_seconds
     if "wall_clock_seconds" not in overrides:
-        fields["wall_clock_seconds"] *= factor * wall_factor
-    if precision is not None:
-        fields["precision"] = precision
-    return Budget(**fields, preset=preset, rung=rung, seed=seed, device=device or "cpu")
+        wall = wall * factor * wall_factor
+    numbers = dataclasses.replace(
+        asked,
+        train_steps=asked.train_steps * factor,
+        mqar_steps=asked.mqar_steps * factor,
+        wall_clock_seconds=wall,
+        precision=asked.precision if precision is None else precision,
+    )
+    return Budget(**dataclasses.asdict(numbers), preset=preset, rung=rung, seed=seed, device=device or "cpu")
