@@ -23,6 +23,7 @@ from collections.abc import Sequence
 
 import pydantic
 
+from asiarch.common import contract
 from asiarch.common.noise import NoiseFloor, noise_floor
 from asiarch.v1 import common_pb2
 
@@ -154,8 +155,7 @@ class Parts(pydantic.BaseModel):
 def budget_noise(evaluation: common_pb2.Evaluation, reference_loss: float) -> NoiseFloor:
     """The noise floor of the budget the evaluation ran with."""
     budget = evaluation.budget
-    preset = common_pb2.BudgetPreset.Name(budget.preset).removeprefix("BUDGET_PRESET_").lower()
-    return noise_floor(preset, budget.rung or 1, reference_loss)
+    return noise_floor(contract.preset_name(budget.preset), budget.rung or 1, reference_loss)
 
 
 def measured_parts(experiment: common_pb2.Experiment, reference: common_pb2.Experiment | None) -> Parts:

@@ -7,6 +7,7 @@ built from numbers the table holds, so a reader can check every sentence.
 from __future__ import annotations
 
 from asiarch.analyst.comparisons import metric_values
+from asiarch.common import contract
 from asiarch.v1 import common_pb2
 
 RECALL_WORDS = ("recall", "memory", "associative", "retriev", "capacity", "mqar", "forget")
@@ -39,7 +40,7 @@ def _describe(comparison: common_pb2.Comparison, metrics: tuple[str, ...]) -> st
 
 def failure_analysis(experiment: common_pb2.Experiment) -> common_pb2.Analysis:
     evaluation = experiment.evaluation
-    stage = common_pb2.EvaluationStage.Name(evaluation.failed_stage).removeprefix("EVALUATION_STAGE_").lower()
+    stage = contract.stage_key(evaluation.failed_stage)
     repairs = len(evaluation.repairs)
     reason = evaluation.failure_reason.strip() or "no reason was reported"
     return common_pb2.Analysis(

@@ -57,6 +57,23 @@ def name_of(names: dict[str, int], value: int) -> str | None:
     return next((name for name, number in names.items() if number == value), None)
 
 
+def stage_key(stage: int) -> str:
+    """An EvaluationStage as a key: EVALUATION_STAGE_FUNCTIONAL_CHECKS is "functional_checks"."""
+    from asiarch.v1 import common_pb2
+
+    return common_pb2.EvaluationStage.Name(stage).removeprefix("EVALUATION_STAGE_").lower()
+
+
+def stage_label(stage: int) -> str:
+    """An EvaluationStage as people read it: EVALUATION_STAGE_FUNCTIONAL_CHECKS is "functional checks"."""
+    return stage_key(stage).replace("_", " ")
+
+
+def preset_name(preset: int) -> str:
+    """A BudgetPreset value's name ("cpu"); "unspecified" for BUDGET_PRESET_UNSPECIFIED (0)."""
+    return name_of(budget_presets(), preset) or "unspecified"
+
+
 def novelty(similarity: float) -> float:
     """A motivation's novelty from its similarity to the closest stored one, in [0, 1]: 1 - similarity."""
     return max(0.0, min(1.0, 1.0 - similarity))

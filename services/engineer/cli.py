@@ -14,6 +14,7 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from asiarch.common import contract
 from asiarch.common.cli import (
     BUDGETS,
     PRECISIONS,
@@ -65,21 +66,14 @@ async def _validate(args: argparse.Namespace) -> int:
     for check in response.checks:
         mark = "ok  " if check.passed else "FAIL"
         where = f" (line {check.line})" if check.line else ""
-        print(f"{mark} {check.name} [{_stage(check.stage)}]{where} {check.message}".rstrip())
+        print(f"{mark} {check.name} [{contract.stage_label(check.stage)}]{where} {check.message}".rstrip())
     if response.valid:
         print(f"{args.file}: valid")
         return 0
     failed = next((check for check in response.checks if not check.passed), None)
-    stage = f" at {_stage(failed.stage)}" if failed else ""
+    stage = f" at {contract.stage_label(failed.stage)}" if failed else ""
     print(f"{args.file}: invalid{stage}: {response.failure_reason}", file=sys.stderr)
     return 1
-
-
-def _stage(stage: int) -> str:
-    """'functional checks' for EVALUATION_STAGE_FUNCTIONAL_CHECKS."""
-    from asiarch.v1 import common_pb2
-
-    return common_pb2.EvaluationStage.Name(stage).removeprefix("EVALUATION_STAGE_").lower().replace("_", " ")
 
 
 def _json(message: object) -> str:
@@ -115,7 +109,7 @@ async def _evaluate(args: argparse.Namespace) -> int:
                 result = event.result
             elif not args.json and kind == "progress":
                 p = event.progress
-                stage = common_pb2.EvaluationStage.Name(p.stage).removeprefix("EVALUATION_STAGE_").lower()
+                stage = contract.stage_key(p.stage)
                 loss = f" loss {p.loss:.3f}" if p.HasField("loss") else ""
                 steps = f" {p.step}/{p.total_steps}" if p.total_steps else ""
                 print(

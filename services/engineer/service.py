@@ -19,6 +19,7 @@ from importlib import resources
 import grpc
 import structlog
 
+from asiarch.common import contract
 from asiarch.common.client import open_channel
 from asiarch.common.contract import DEFAULT_CLASS_NAME, EXPERIMENT_ID, EXPERIMENT_ID_RULE
 from asiarch.common.errors import InvalidArgument, ResourceExhausted
@@ -159,8 +160,7 @@ def _failure_outside_checks(attempt: Attempt) -> list[common_pb2.CheckResult]:
     if not failed or any(not check.passed for check in attempt.checks):
         return []
     stage = attempt.failed_stage or common_pb2.EVALUATION_STAGE_FUNCTIONAL_CHECKS
-    prefix = common_pb2.EvaluationStage.Name(stage).removeprefix("EVALUATION_STAGE_").lower()
-    prefix = prefix.removesuffix("_checks")
+    prefix = contract.stage_key(stage).removesuffix("_checks")
     outcome = "timeout" if attempt.status == common_pb2.EVALUATION_STATUS_TIMED_OUT else "run"
     return [
         common_pb2.CheckResult(name=f"{prefix}.{outcome}", stage=stage, passed=False, message=attempt.reason)

@@ -50,6 +50,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from asiarch.common import contract
 from asiarch.common.cli import command_group
 from asiarch.common.contract import DEFAULT_CLASS_NAME
 from asiarch.common.errors import ConfigError
@@ -311,7 +312,6 @@ class Importer:
         """None when the engineer finds the layer valid, else the failure's fields for the outcome."""
         import grpc
 
-        from asiarch.orchestrator.progress import stage_name
         from asiarch.orchestrator.retry import retrying
         from asiarch.v1 import engineer_pb2
 
@@ -332,7 +332,7 @@ class Importer:
         if failed is None:
             return {"stage": "", "reason": reply.failure_reason or "invalid"}
         return {
-            "stage": stage_name(failed.stage),
+            "stage": contract.stage_label(failed.stage),
             "check": failed.name,
             "line": failed.line,
             "reason": reply.failure_reason or failed.message,

@@ -8,12 +8,8 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
+from asiarch.common import contract
 from asiarch.v1 import common_pb2
-
-
-def stage_name(stage: int) -> str:
-    """An EvaluationStage as people read it: EVALUATION_STAGE_STATIC_CHECKS is "static checks"."""
-    return common_pb2.EvaluationStage.Name(stage).removeprefix("EVALUATION_STAGE_").lower().replace("_", " ")
 
 
 class RichDisplay:
@@ -58,7 +54,7 @@ class RichDisplay:
             task,
             completed=event.step,
             total=event.total_steps or None,
-            stage=stage_name(event.stage),
+            stage=contract.stage_label(event.stage),
             loss=self.losses.get(key, "–"),
         )
 

@@ -19,6 +19,7 @@ import sys
 import types
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import results_data
@@ -509,17 +510,11 @@ def test_exported_model_computes_what_the_engineer_trained(
         torch.testing.assert_close(mine(tokens), theirs(tokens), atol=1e-4, rtol=1e-4)
 
 
-def test_exported_kernels_are_asiarchs_own(
-    exported: dict[str, Path], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Every kernel name the kitchen-sink layer uses is bound to the file's copy of asiarch.kernels."""
-    import torch
-
-    import asiarch.kernels as K
-    import asiarch.kernels.modules as KM
-
+@pytest.fixture
+def exported_kernels(exported: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The kernel names the kitchen-sink layer's exported file binds, by their asiarch name."""
     fb = load(exported["c3-kitchen"], monkeypatch)
-    bound = {
+    return {
         "chunk_delta_rule": fb.chunk_delta_rule,
         "fused_recurrent_delta_rule": fb.fused_recurrent_delta_rule,
         "chunk_gated_delta_rule": fb.fla.ops.gated_delta_rule.chunk_gated_delta_rule,
@@ -535,11 +530,26 @@ def test_exported_kernels_are_asiarchs_own(
         "FusedRMSNormGated": fb.K.FusedRMSNormGated,
         "ShortConvolution": fb.ShortConvolution,
     }
+
+
+def test_exported_kernels_are_asiarchs_own(exported_kernels: dict[str, Any]) -> None:
+    """Every kernel name the kitchen-sink layer uses is bound to the file's copy of asiarch.kernels."""
+    import asiarch.kernels as K
+    import asiarch.kernels.modules as KM
+
+    bound = exported_kernels
     for name, value in bound.items():
         # the copy (a private package), not asiarch, and not the real FLA
         assert value.__module__.startswith("_asiarch_kernels_"), (name, value.__module__)
         assert value.__qualname__ == (getattr(KM, name, None) or getattr(K, name)).__qualname__, name
 
+
+def test_exported_ops_compute_what_asiarchs_do(exported_kernels: dict[str, Any]) -> None:
+    import torch
+
+    import asiarch.kernels as K
+
+    bound = exported_kernels
     torch.manual_seed(0)
     B, T, H, D, V = 2, 19, 3, 8, 5
     q, k = torch.randn(B, T, H, D), torch.nn.functional.normalize(torch.randn(B, T, H, D), dim=-1)
@@ -569,6 +579,16 @@ def test_exported_kernels_are_asiarchs_own(
         K.chunk_delta_rule(*packed, cu_seqlens=cu_seqlens),
     )
 
+
+def test_exported_modules_compute_what_asiarchs_do(exported_kernels: dict[str, Any]) -> None:
+    import torch
+
+    import asiarch.kernels as K
+
+    bound = exported_kernels
+    torch.manual_seed(0)
+    B, T = 2, 19
+    h0 = torch.randn(B, 3, 8, 5)
     x, residual, gate = torch.randn(B, T, 12), torch.randn(B, T, 12), torch.randn(B, T, 12)
     torch.testing.assert_close(bound["l2norm"](x), K.l2norm(x))
     torch.testing.assert_close(bound["L2Norm"]()(x), K.l2norm(x))
