@@ -60,13 +60,11 @@ class ServiceDefinition:
     lifespan: Lifespan
     settings_type: type[ServerSettings] = ServerSettings
     summary: str = ""
-    # Further settings the service reads (e.g. LLMSettings): validated before it
-    # starts, and part of the variables a deployment may set for it.
-    extra_settings: tuple[type[BaseSettings], ...] = ()
 
     def all_settings(self) -> tuple[type[BaseSettings], ...]:
-        """Every settings type the service reads: its own, what every service reads, its extras."""
-        return (self.settings_type, ThreadSettings, *self.extra_settings)
+        """Every settings type the service reads: its own (which inherits any shared group it reads, such as
+        LLMSettings) and what every service reads."""
+        return (self.settings_type, ThreadSettings)
 
 
 async def report_not_serving(server: grpc.aio.Server, service_names: Sequence[str]) -> None:

@@ -115,6 +115,7 @@ async def analyst_channel(
         async with open_channel(address, auth_token=token) as channel:
             yield channel
         return
+    from asiarch.common.llm.factory import Backend
     from asiarch.common.local import local_service
 
     env = {
@@ -122,7 +123,7 @@ async def analyst_channel(
         "ASIARCH_ANALYST_INGEST_BUILTIN": "false",
         # The results commands only read experiments: no embedding model, no Qdrant (seconds saved).
         "ASIARCH_ANALYST_PRELOAD_VECTORS": "false",
-        "ASIARCH_LLM_BACKEND": "none",
+        "ASIARCH_LLM_BACKEND": Backend.NONE.value,
     }
     (run_dir / "logs").mkdir(parents=True, exist_ok=True)
     if say is not None:

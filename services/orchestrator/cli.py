@@ -216,7 +216,10 @@ async def _confirm_on_local_services(args: argparse.Namespace, settings: Any, ru
         """run.json stays the run's: the services started for a confirmation are not the run's."""
 
     display = RichDisplay()
-    async with services(args, settings, run.run_dir, "none", display, save, evaluation_only=True) as (
+    from asiarch.common.llm.factory import Backend  # not at the top: the parser loads no LLM layer
+
+    no_llm = Backend.NONE.value  # confirm only evaluates and records: nothing to propose
+    async with services(args, settings, run.run_dir, no_llm, display, save, evaluation_only=True) as (
         stubs,
         analyst,
     ):

@@ -427,7 +427,10 @@ async def _import(args: argparse.Namespace) -> int:
     def save(**_: Any) -> None:
         """run.json keeps the run's services: the ones started for an import are not the run's."""
 
-    async with services(args, settings, run_dir, "none", display, save, evaluation_only=True) as (stubs, _):
+    from asiarch.common.llm.factory import Backend  # not at the top: the parser loads no LLM layer
+
+    no_llm = Backend.NONE.value  # import only validates and records: nothing to propose
+    async with services(args, settings, run_dir, no_llm, display, save, evaluation_only=True) as (stubs, _):
         discovery = Discovery(
             Options(run_id=run_id, budget=args.budget, precision=args.precision), stubs, display
         )
