@@ -210,7 +210,14 @@ class BenchmarkScore(_message.Message):
     def __init__(self, name: _Optional[str] = ..., task: _Optional[str] = ..., score: _Optional[float] = ..., settings: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class Metrics(_message.Message):
-    __slots__ = ("val_loss", "bits_per_byte", "train_loss", "benchmarks", "tokens_per_second", "parameters", "layer_parameters", "peak_memory_bytes", "loss_curve", "train_seconds", "compile_seconds", "steps")
+    __slots__ = ("val_loss", "bits_per_byte", "train_loss", "benchmarks", "tokens_per_second", "parameters", "layer_parameters", "peak_memory_bytes", "loss_curve", "train_seconds", "compile_seconds", "steps", "proxies")
+    class ProxiesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     VAL_LOSS_FIELD_NUMBER: _ClassVar[int]
     BITS_PER_BYTE_FIELD_NUMBER: _ClassVar[int]
     TRAIN_LOSS_FIELD_NUMBER: _ClassVar[int]
@@ -223,6 +230,7 @@ class Metrics(_message.Message):
     TRAIN_SECONDS_FIELD_NUMBER: _ClassVar[int]
     COMPILE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     STEPS_FIELD_NUMBER: _ClassVar[int]
+    PROXIES_FIELD_NUMBER: _ClassVar[int]
     val_loss: float
     bits_per_byte: float
     train_loss: float
@@ -235,7 +243,8 @@ class Metrics(_message.Message):
     train_seconds: float
     compile_seconds: float
     steps: int
-    def __init__(self, val_loss: _Optional[float] = ..., bits_per_byte: _Optional[float] = ..., train_loss: _Optional[float] = ..., benchmarks: _Optional[_Iterable[_Union[BenchmarkScore, _Mapping]]] = ..., tokens_per_second: _Optional[float] = ..., parameters: _Optional[int] = ..., layer_parameters: _Optional[int] = ..., peak_memory_bytes: _Optional[int] = ..., loss_curve: _Optional[_Iterable[_Union[LossPoint, _Mapping]]] = ..., train_seconds: _Optional[float] = ..., compile_seconds: _Optional[float] = ..., steps: _Optional[int] = ...) -> None: ...
+    proxies: _containers.ScalarMap[str, float]
+    def __init__(self, val_loss: _Optional[float] = ..., bits_per_byte: _Optional[float] = ..., train_loss: _Optional[float] = ..., benchmarks: _Optional[_Iterable[_Union[BenchmarkScore, _Mapping]]] = ..., tokens_per_second: _Optional[float] = ..., parameters: _Optional[int] = ..., layer_parameters: _Optional[int] = ..., peak_memory_bytes: _Optional[int] = ..., loss_curve: _Optional[_Iterable[_Union[LossPoint, _Mapping]]] = ..., train_seconds: _Optional[float] = ..., compile_seconds: _Optional[float] = ..., steps: _Optional[int] = ..., proxies: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class CheckResult(_message.Message):
     __slots__ = ("name", "stage", "passed", "message", "line", "duration_seconds", "measurements")

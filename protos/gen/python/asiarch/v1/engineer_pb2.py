@@ -25,33 +25,37 @@ _sym_db = _symbol_database.Default()
 from asiarch.v1 import common_pb2 as asiarch_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61siarch/v1/engineer.proto\x12\nasiarch.v1\x1a\x17\x61siarch/v1/common.proto\"\x92\x01\n\x0fValidateRequest\x12.\n\x06source\x18\x01 \x01(\x0b\x32\x1e.asiarch.v1.ArchitectureSource\x12\"\n\x06\x62udget\x18\x02 \x01(\x0b\x32\x12.asiarch.v1.Budget\x12\x16\n\x0ereference_only\x18\x03 \x01(\x08\x12\x13\n\x0bstatic_only\x18\x04 \x01(\x08\"b\n\x10ValidateResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12\'\n\x06\x63hecks\x18\x02 \x03(\x0b\x32\x17.asiarch.v1.CheckResult\x12\x16\n\x0e\x66\x61ilure_reason\x18\x03 \x01(\t\"\x9e\x01\n\x0f\x45valuateRequest\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12&\n\x08proposal\x18\x02 \x01(\x0b\x32\x14.asiarch.v1.Proposal\x12\"\n\x06\x62udget\x18\x03 \x01(\x0b\x32\x12.asiarch.v1.Budget\x12\x18\n\x0bmax_repairs\x18\x04 \x01(\rH\x00\x88\x01\x01\x42\x0e\n\x0c_max_repairs\"\xba\x01\n\x12\x45valuationProgress\x12*\n\x05stage\x18\x01 \x01(\x0e\x32\x1b.asiarch.v1.EvaluationStage\x12\x0c\n\x04step\x18\x02 \x01(\r\x12\x13\n\x0btotal_steps\x18\x03 \x01(\r\x12\x11\n\x04loss\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x17\n\x0f\x65lapsed_seconds\x18\x06 \x01(\x01\x12\x0f\n\x07\x61ttempt\x18\x07 \x01(\rB\x07\n\x05_loss\"\xb9\x01\n\x0f\x45valuationEvent\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12\x32\n\x08progress\x18\x02 \x01(\x0b\x32\x1e.asiarch.v1.EvaluationProgressH\x00\x12(\n\x05\x63heck\x18\x03 \x01(\x0b\x32\x17.asiarch.v1.CheckResultH\x00\x12(\n\x06result\x18\x04 \x01(\x0b\x32\x16.asiarch.v1.EvaluationH\x00\x42\x07\n\x05\x65vent\"\x14\n\x12ListKernelsRequest\"q\n\nKernelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x02 \x01(\t\x12\x0c\n\x04\x66orm\x18\x03 \x01(\t\x12\x0f\n\x07\x64\x65vices\x18\x04 \x03(\t\x12\x14\n\x0chas_backward\x18\x05 \x01(\x08\x12\x10\n\x08\x66la_name\x18\x06 \x01(\t\"n\n\x13ListKernelsResponse\x12\'\n\x07kernels\x18\x01 \x03(\x0b\x32\x16.asiarch.v1.KernelInfo\x12\x16\n\x0etriton_version\x18\x02 \x01(\t\x12\x16\n\x0e\x63uda_available\x18\x03 \x01(\x08\"\x16\n\x14ListBaselinesRequest\"@\n\x15ListBaselinesResponse\x12\'\n\tbaselines\x18\x01 \x03(\x0b\x32\x14.asiarch.v1.Proposal2\xbf\x02\n\x08\x45ngineer\x12\x45\n\x08Validate\x12\x1b.asiarch.v1.ValidateRequest\x1a\x1c.asiarch.v1.ValidateResponse\x12\x46\n\x08\x45valuate\x12\x1b.asiarch.v1.EvaluateRequest\x1a\x1b.asiarch.v1.EvaluationEvent0\x01\x12N\n\x0bListKernels\x12\x1e.asiarch.v1.ListKernelsRequest\x1a\x1f.asiarch.v1.ListKernelsResponse\x12T\n\rListBaselines\x12 .asiarch.v1.ListBaselinesRequest\x1a!.asiarch.v1.ListBaselinesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x61siarch/v1/engineer.proto\x12\nasiarch.v1\x1a\x17\x61siarch/v1/common.proto\"\x92\x01\n\x0fValidateRequest\x12.\n\x06source\x18\x01 \x01(\x0b\x32\x1e.asiarch.v1.ArchitectureSource\x12\"\n\x06\x62udget\x18\x02 \x01(\x0b\x32\x12.asiarch.v1.Budget\x12\x16\n\x0ereference_only\x18\x03 \x01(\x08\x12\x13\n\x0bstatic_only\x18\x04 \x01(\x08\"\xce\x01\n\x10ValidateResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12\'\n\x06\x63hecks\x18\x02 \x03(\x0b\x32\x17.asiarch.v1.CheckResult\x12\x16\n\x0e\x66\x61ilure_reason\x18\x03 \x01(\t\x12:\n\x07proxies\x18\x04 \x03(\x0b\x32).asiarch.v1.ValidateResponse.ProxiesEntry\x1a.\n\x0cProxiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x9e\x01\n\x0f\x45valuateRequest\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12&\n\x08proposal\x18\x02 \x01(\x0b\x32\x14.asiarch.v1.Proposal\x12\"\n\x06\x62udget\x18\x03 \x01(\x0b\x32\x12.asiarch.v1.Budget\x12\x18\n\x0bmax_repairs\x18\x04 \x01(\rH\x00\x88\x01\x01\x42\x0e\n\x0c_max_repairs\"\xba\x01\n\x12\x45valuationProgress\x12*\n\x05stage\x18\x01 \x01(\x0e\x32\x1b.asiarch.v1.EvaluationStage\x12\x0c\n\x04step\x18\x02 \x01(\r\x12\x13\n\x0btotal_steps\x18\x03 \x01(\r\x12\x11\n\x04loss\x18\x04 \x01(\x01H\x00\x88\x01\x01\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x17\n\x0f\x65lapsed_seconds\x18\x06 \x01(\x01\x12\x0f\n\x07\x61ttempt\x18\x07 \x01(\rB\x07\n\x05_loss\"\xb9\x01\n\x0f\x45valuationEvent\x12\x15\n\rexperiment_id\x18\x01 \x01(\t\x12\x32\n\x08progress\x18\x02 \x01(\x0b\x32\x1e.asiarch.v1.EvaluationProgressH\x00\x12(\n\x05\x63heck\x18\x03 \x01(\x0b\x32\x17.asiarch.v1.CheckResultH\x00\x12(\n\x06result\x18\x04 \x01(\x0b\x32\x16.asiarch.v1.EvaluationH\x00\x42\x07\n\x05\x65vent\"\x14\n\x12ListKernelsRequest\"q\n\nKernelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x02 \x01(\t\x12\x0c\n\x04\x66orm\x18\x03 \x01(\t\x12\x0f\n\x07\x64\x65vices\x18\x04 \x03(\t\x12\x14\n\x0chas_backward\x18\x05 \x01(\x08\x12\x10\n\x08\x66la_name\x18\x06 \x01(\t\"n\n\x13ListKernelsResponse\x12\'\n\x07kernels\x18\x01 \x03(\x0b\x32\x16.asiarch.v1.KernelInfo\x12\x16\n\x0etriton_version\x18\x02 \x01(\t\x12\x16\n\x0e\x63uda_available\x18\x03 \x01(\x08\"\x16\n\x14ListBaselinesRequest\"@\n\x15ListBaselinesResponse\x12\'\n\tbaselines\x18\x01 \x03(\x0b\x32\x14.asiarch.v1.Proposal2\xbf\x02\n\x08\x45ngineer\x12\x45\n\x08Validate\x12\x1b.asiarch.v1.ValidateRequest\x1a\x1c.asiarch.v1.ValidateResponse\x12\x46\n\x08\x45valuate\x12\x1b.asiarch.v1.EvaluateRequest\x1a\x1b.asiarch.v1.EvaluationEvent0\x01\x12N\n\x0bListKernels\x12\x1e.asiarch.v1.ListKernelsRequest\x1a\x1f.asiarch.v1.ListKernelsResponse\x12T\n\rListBaselines\x12 .asiarch.v1.ListBaselinesRequest\x1a!.asiarch.v1.ListBaselinesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'asiarch.v1.engineer_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_VALIDATERESPONSE_PROXIESENTRY']._loaded_options = None
+  _globals['_VALIDATERESPONSE_PROXIESENTRY']._serialized_options = b'8\001'
   _globals['_VALIDATEREQUEST']._serialized_start=67
   _globals['_VALIDATEREQUEST']._serialized_end=213
-  _globals['_VALIDATERESPONSE']._serialized_start=215
-  _globals['_VALIDATERESPONSE']._serialized_end=313
-  _globals['_EVALUATEREQUEST']._serialized_start=316
-  _globals['_EVALUATEREQUEST']._serialized_end=474
-  _globals['_EVALUATIONPROGRESS']._serialized_start=477
-  _globals['_EVALUATIONPROGRESS']._serialized_end=663
-  _globals['_EVALUATIONEVENT']._serialized_start=666
-  _globals['_EVALUATIONEVENT']._serialized_end=851
-  _globals['_LISTKERNELSREQUEST']._serialized_start=853
-  _globals['_LISTKERNELSREQUEST']._serialized_end=873
-  _globals['_KERNELINFO']._serialized_start=875
-  _globals['_KERNELINFO']._serialized_end=988
-  _globals['_LISTKERNELSRESPONSE']._serialized_start=990
-  _globals['_LISTKERNELSRESPONSE']._serialized_end=1100
-  _globals['_LISTBASELINESREQUEST']._serialized_start=1102
-  _globals['_LISTBASELINESREQUEST']._serialized_end=1124
-  _globals['_LISTBASELINESRESPONSE']._serialized_start=1126
-  _globals['_LISTBASELINESRESPONSE']._serialized_end=1190
-  _globals['_ENGINEER']._serialized_start=1193
-  _globals['_ENGINEER']._serialized_end=1512
+  _globals['_VALIDATERESPONSE']._serialized_start=216
+  _globals['_VALIDATERESPONSE']._serialized_end=422
+  _globals['_VALIDATERESPONSE_PROXIESENTRY']._serialized_start=376
+  _globals['_VALIDATERESPONSE_PROXIESENTRY']._serialized_end=422
+  _globals['_EVALUATEREQUEST']._serialized_start=425
+  _globals['_EVALUATEREQUEST']._serialized_end=583
+  _globals['_EVALUATIONPROGRESS']._serialized_start=586
+  _globals['_EVALUATIONPROGRESS']._serialized_end=772
+  _globals['_EVALUATIONEVENT']._serialized_start=775
+  _globals['_EVALUATIONEVENT']._serialized_end=960
+  _globals['_LISTKERNELSREQUEST']._serialized_start=962
+  _globals['_LISTKERNELSREQUEST']._serialized_end=982
+  _globals['_KERNELINFO']._serialized_start=984
+  _globals['_KERNELINFO']._serialized_end=1097
+  _globals['_LISTKERNELSRESPONSE']._serialized_start=1099
+  _globals['_LISTKERNELSRESPONSE']._serialized_end=1209
+  _globals['_LISTBASELINESREQUEST']._serialized_start=1211
+  _globals['_LISTBASELINESREQUEST']._serialized_end=1233
+  _globals['_LISTBASELINESRESPONSE']._serialized_start=1235
+  _globals['_LISTBASELINESRESPONSE']._serialized_end=1299
+  _globals['_ENGINEER']._serialized_start=1302
+  _globals['_ENGINEER']._serialized_end=1621
 # @@protoc_insertion_point(module_scope)

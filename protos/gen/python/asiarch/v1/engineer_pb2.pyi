@@ -20,14 +20,23 @@ class ValidateRequest(_message.Message):
     def __init__(self, source: _Optional[_Union[_common_pb2.ArchitectureSource, _Mapping]] = ..., budget: _Optional[_Union[_common_pb2.Budget, _Mapping]] = ..., reference_only: _Optional[bool] = ..., static_only: _Optional[bool] = ...) -> None: ...
 
 class ValidateResponse(_message.Message):
-    __slots__ = ("valid", "checks", "failure_reason")
+    __slots__ = ("valid", "checks", "failure_reason", "proxies")
+    class ProxiesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     VALID_FIELD_NUMBER: _ClassVar[int]
     CHECKS_FIELD_NUMBER: _ClassVar[int]
     FAILURE_REASON_FIELD_NUMBER: _ClassVar[int]
+    PROXIES_FIELD_NUMBER: _ClassVar[int]
     valid: bool
     checks: _containers.RepeatedCompositeFieldContainer[_common_pb2.CheckResult]
     failure_reason: str
-    def __init__(self, valid: _Optional[bool] = ..., checks: _Optional[_Iterable[_Union[_common_pb2.CheckResult, _Mapping]]] = ..., failure_reason: _Optional[str] = ...) -> None: ...
+    proxies: _containers.ScalarMap[str, float]
+    def __init__(self, valid: _Optional[bool] = ..., checks: _Optional[_Iterable[_Union[_common_pb2.CheckResult, _Mapping]]] = ..., failure_reason: _Optional[str] = ..., proxies: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class EvaluateRequest(_message.Message):
     __slots__ = ("experiment_id", "proposal", "budget", "max_repairs")
