@@ -13,7 +13,7 @@ from support import RunningService, start_service
 
 from asiarch.v1 import selector_pb2, selector_pb2_grpc
 
-STRATEGIES = ["asi-arch", "hgm", "lexicase", "pareto", "uct"]
+STRATEGIES = ["asi-arch", "hgm", "lexicase", "pareto", "random", "uct"]
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,7 @@ def with_candidate(index: int, replacement: selector_pb2.Candidate) -> list[sele
 def test_unknown_strategy_names_the_valid_ones(stub: selector_pb2_grpc.SelectorStub) -> None:
     message = invalid(stub, request("greedy"))
     assert "unknown strategy 'greedy'" in message
-    assert "asi-arch, hgm, lexicase, pareto, uct" in message
+    assert "asi-arch, hgm, lexicase, pareto, random, uct" in message
 
 
 def test_no_candidates(stub: selector_pb2_grpc.SelectorStub) -> None:

@@ -11,7 +11,7 @@ import pytest
 from asiarch.selector.population import Candidate, CandidateMetrics, Options
 from asiarch.selector.strategies import NextAction, Selection, list_strategies, select_parents
 
-STRATEGIES = ["asi-arch", "hgm", "lexicase", "pareto", "uct"]
+STRATEGIES = ["asi-arch", "hgm", "lexicase", "pareto", "random", "uct"]
 
 
 def cand(cid: str, fitness: float = 1.0, parent: str | None = None, **kwargs: object) -> Candidate:
@@ -40,7 +40,7 @@ def parents(selection: Selection) -> list[str]:
     return [choice.parent_id for choice in selection.choices]
 
 
-def test_list_strategies_names_all_five_sorted_and_described() -> None:
+def test_list_strategies_names_all_six_sorted_and_described() -> None:
     infos = list_strategies()
     assert [info.name for info in infos] == STRATEGIES
     for info in infos:
@@ -88,7 +88,7 @@ def test_references_come_from_ranks_11_to_50() -> None:
     window = {f"c{i}" for i in range(10, 50)}
     drawn: set[str] = set()
     for seed in range(50):
-        selection = select_parents("asi-arch", pop, 2, seed, Options())
+        selection = select_parents("random", pop, 2, seed, Options())
         for choice in selection.choices:
             assert len(choice.reference_ids) == 4
             assert set(choice.reference_ids) <= window
@@ -150,6 +150,36 @@ def test_asi_arch_grows_the_pool_to_k_and_reports_best_first() -> None:
         ids = parents(selection)
         assert set(ids) <= {"c0", "c1", "c2", "c3"}
         assert ids == sorted(ids, key=lambda cid: int(cid[1:]))
+
+
+# --- random ---------------------------------------------------------------------
+
+
+def test_random_draws_every_selectable_candidate_about_equally_and_never_a_reference_only_one() -> None:
+    pop = population(20)
+    # The fittest and the least fit candidate are reference_only: never parents, whatever their fitness.
+    by_fitness = sorted(pop, key=lambda c: c.fitness)
+    excluded = {by_fitness[0].id, by_fitness[-1].id}
+    pop = [replace(c, reference_only=True) if c.id in excluded else c for c in pop]
+    selectable = {c.id for c in pop} - excluded
+    draws = 3000
+    counts: Counter[str] = Counter()
+    for seed in range(draws):
+        selection = select_parents("random", pop, 2, seed, Options())
+        counts.update(parents(selection))
+        for choice in selection.choices:
+            assert choice.score == next(c.fitness for c in pop if c.id == choice.parent_id)
+            assert "uniform draw from all 18 selectable candidates" in choice.reason
+    assert set(counts) == selectable
+    expected = 2 * draws / len(selectable)  # 333 each
+    # Binomial sd about 17: 5 sd either way. A fitness-biased draw (asi-arch: the top 10 only) fails.
+    assert all(abs(n - expected) < 90 for n in counts.values()), counts
+
+
+def test_random_ignores_fitness_where_asi_arch_does_not() -> None:
+    pop = [cand(f"c{i}", fitness=100.0 - i) for i in range(40)]  # asi-arch draws from c0-c9 only
+    drawn = {p for seed in range(200) for p in parents(select_parents("random", pop, 1, seed, Options()))}
+    assert len(drawn) > 30 and any(int(p[1:]) >= 10 for p in drawn)
 
 
 # --- uct ------------------------------------------------------------------------
@@ -265,7 +295,7 @@ def test_hgm_advises_reevaluation_until_evaluations_catch_up() -> None:
 
 
 def test_only_hgm_gives_advice() -> None:
-    for strategy in ("asi-arch", "uct", "lexicase", "pareto"):
+    for strategy in ("asi-arch", "uct", "lexicase", "pareto", "random"):
         selection = select_parents(strategy, population(), 1, 0, Options())
         assert selection.next_action is NextAction.NONE
         assert selection.next_action_reason == ""

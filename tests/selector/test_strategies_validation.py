@@ -39,7 +39,7 @@ def message_of(strategy: str, candidates: list[Candidate], k: int = 1, options: 
 
 def test_unknown_strategy_lists_the_valid_ones() -> None:
     assert message_of("foo", good()) == (
-        "unknown strategy 'foo'; valid strategies: asi-arch, hgm, lexicase, pareto, uct"
+        "unknown strategy 'foo'; valid strategies: asi-arch, hgm, lexicase, pareto, random, uct"
     )
     # The name is checked before anything else, so even an empty request gets this message.
     assert message_of("", []).startswith("unknown strategy ''")

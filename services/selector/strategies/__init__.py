@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from asiarch.common.errors import InvalidArgument
 from asiarch.selector.population import MAX_PARENTS, Candidate, Options, Population, validate_options
-from asiarch.selector.strategies import asi_arch, hgm, lexicase, pareto, uct
+from asiarch.selector.strategies import asi_arch, hgm, lexicase, pareto, random_control, uct
 from asiarch.selector.strategies._references import pick_references
 from asiarch.selector.strategies._types import Choice, NextAction, Selection, Strategy, StrategyInfo
 from asiarch.selector.work import checkpoint
@@ -30,7 +30,14 @@ __all__ = [
 
 _STRATEGIES: dict[str, Strategy] = {
     s.info.name: s
-    for s in (asi_arch.STRATEGY, hgm.STRATEGY, lexicase.STRATEGY, pareto.STRATEGY, uct.STRATEGY)
+    for s in (
+        asi_arch.STRATEGY,
+        hgm.STRATEGY,
+        lexicase.STRATEGY,
+        pareto.STRATEGY,
+        random_control.STRATEGY,
+        uct.STRATEGY,
+    )
 }
 
 
