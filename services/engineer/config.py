@@ -7,13 +7,17 @@ enum is a valid setting without an edit here.
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
-from pydantic_core import PydanticCustomError
+from typing import Literal
+
+from pydantic import Field
 
 from asiarch.common.config import ServerSettings
 from asiarch.common.contract import budget_presets
 from asiarch.common.devices import DEVICE_PATTERN
 from asiarch.engineer.budgets import DEFAULT_PRESET
+
+# The contract's preset names as a Literal: pydantic then checks the setting and its error lists them.
+PresetName = Literal[tuple(budget_presets())]  # type: ignore[valid-type]
 
 
 class EngineerSettings(ServerSettings):
@@ -25,7 +29,7 @@ class EngineerSettings(ServerSettings):
     engineer_max_queued: int = Field(
         default=8, ge=0, le=1024, description="Evaluations that may wait; beyond it RESOURCE_EXHAUSTED."
     )
-    engineer_default_budget: str = Field(
+    engineer_default_budget: PresetName = Field(
         default=DEFAULT_PRESET, description="Budget preset when a request names none: a BudgetPreset name."
     )
     engineer_default_device: str = Field(
@@ -66,13 +70,3 @@ class EngineerSettings(ServerSettings):
     )
     engineer_sandbox_threads: int = Field(default=2, ge=1, le=256, description="torch threads per sandbox.")
     engineer_check_timeout_seconds: float = Field(default=180, gt=0, description="Wall clock for Validate.")
-
-    @field_validator("engineer_default_budget")
-    @classmethod
-    def _a_contract_preset(cls, preset: str) -> str:
-        names = [repr(name) for name in budget_presets()]
-        if preset not in budget_presets():
-            # The words of the Literal this setting once was: operators and their scripts know them.
-            expected = f"{', '.join(names[:-1])} or {names[-1]}"
-            raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": expected})
-        return preset
