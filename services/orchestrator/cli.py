@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
+import re
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -17,6 +19,12 @@ from asiarch.common.cli import BUDGETS, LLM_BACKENDS, MODES, PRECISIONS, Choices
 from asiarch.common.devices import DEVICE_PATTERN, DEVICES
 from asiarch.common.errors import ConfigError
 from asiarch.orchestrator.config import DEFAULT_BUDGET, DEFAULT_CONFIRM_SEEDS
+from asiarch.orchestrator.stats import CANDIDATES_BAR, RHO_BAR
+
+# A proxy's name as the engineer reports it (Metrics.proxies: common.proto lists them). Only its form is
+# checked here: an engineer given by address may measure others, and one never reported leaves the
+# filter off, saying so.
+PROXY_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
 class RunRecord:
@@ -93,6 +101,8 @@ def _run_metadata(
             "seed": args.seed,
             "parallel": args.parallel,
             "confirm_seeds": args.confirm_seeds,
+            "proxy_filter": args.proxy_filter,
+            "proxy": args.proxy,
         },
         "message": "",
     }
@@ -122,10 +132,16 @@ async def _run_discovery(
         parallel=args.parallel,
         promote=args.promote,
         confirm_seeds=args.confirm_seeds,
+        run_dir=run_dir,
+        proxy_filter=args.proxy_filter,
+        proxy=args.proxy,
     )
     display = RichDisplay()
     try:
         async with services(args, settings, run_dir, llm, display, record.save) as (stubs, analyst):
+            # The services started here are the ones whose CPU time each cycle's stats report.
+            pids = tuple(pid for pid in record.metadata.get("local_pids", {}).values() if pid)
+            options = dataclasses.replace(options, service_pids=pids)
             with display:
                 ran = await Discovery(options, stubs, display, on_cycle=record.cycle_done).run()
             display.note(f"run {run_id}: {ran} cycle(s) this time; results in {run_dir}")
@@ -349,6 +365,22 @@ def _add_training_options(cmd: argparse.ArgumentParser) -> None:
         help="a candidate that leads the strongest baseline beyond noise is re-trained with K paired seeds "
         "at rung 2 and tested (0: never)",
     )
+    cmd.add_argument(
+        "--proxy-filter",
+        type=_share,
+        default=0.0,
+        metavar="SHARE",
+        help="check about N/(1-SHARE) proposals per cycle and skip the bottom SHARE by --proxy, only while "
+        f"the proxy's Spearman rho against rung-1 loss is >= {RHO_BAR} on >= {CANDIDATES_BAR} of the run's "
+        "candidates of the same budget (0 <= SHARE < 1; default 0: off)",
+    )
+    cmd.add_argument(
+        "--proxy",
+        type=matching(PROXY_PATTERN, "a proxy's name in lower case, e.g. loss_slope"),
+        default="loss_slope",
+        metavar="NAME",
+        help="the zero-cost proxy --proxy-filter ranks by, as the engineer names it (default: %(default)s)",
+    )
 
 
 def _register_confirm(commands: argparse._SubParsersAction) -> None:
@@ -400,6 +432,13 @@ def positive(kind: type) -> Callable[[str], Any]:
         return value
 
     return parse
+
+
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, got {text}")
+    return value
 
 
 def _not_negative(text: str) -> int:

@@ -13,6 +13,17 @@ baselines, as published (no repair), with the run's budget, so their fitness
 is measured against the same baselines as everything else. Once a seed has
 succeeded, the run searches from the imported pool: the baselines go to the
 selector as reference-only (scored yardsticks and references, never parents).
+
+A cycle is prepared, then trained. Preparing it selects parents, asks for its proposals (recorded
+PENDING) and checks each with Engineer.Validate (static and sandboxed functional checks, no training);
+a proposal that fails them is recorded FAILED with the engineer's stage and reason and never takes a
+training slot, and neither does a design the run already measured (the stored evaluation is reused).
+With --proxy-filter SHARE, and only while the proxy's Spearman rho against rung-1 loss clears the bar
+(asiarch.orchestrator.stats), a cycle prepares about N/(1-SHARE) proposals and records the bottom
+SHARE by the proxy as FAILED (skipped) instead of training them. The next cycle is prepared while this
+one trains (a lookahead of one cycle: its parents are chosen from what had finished when its
+preparation began), and --parallel N keeps up to N Evaluate calls in flight, confirmations included.
+After every cycle its numbers go to RUN_DIR/stats.json (asiarch.orchestrator.stats).
 """
 
 from __future__ import annotations
@@ -20,11 +31,13 @@ from __future__ import annotations
 import ast
 import asyncio
 import hashlib
+import math
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 import grpc
@@ -35,6 +48,17 @@ from asiarch.common.contract import DEFAULT_CLASS_NAME, budget_presets
 from asiarch.common.source import SourceError, parse_source
 from asiarch.orchestrator.config import DEFAULT_BUDGET, DEFAULT_CONFIRM_SEEDS
 from asiarch.orchestrator.retry import retrying
+from asiarch.orchestrator.stats import (
+    Correlation,
+    CycleStats,
+    RunStats,
+    bar,
+    best_confirmed_improvement,
+    clears_bar,
+    cpu_seconds,
+    describe,
+    proxy_correlations,
+)
 from asiarch.v1 import analyst_pb2, common_pb2, engineer_pb2, researcher_pb2, selector_pb2
 
 log = structlog.get_logger("asiarch.discover")
@@ -43,6 +67,7 @@ TERMINAL = {common_pb2.EXPERIMENT_STATUS_SUCCEEDED, common_pb2.EXPERIMENT_STATUS
 RECORD_TIMEOUT = 900.0  # an LLM judge and analysis on a slow server
 PROPOSE_TIMEOUT = 900.0
 EVALUATE_TIMEOUT = 6 * 3600.0
+VALIDATE_TIMEOUT = 900.0  # the engineer's check timeout (180 s) and a wait for a free slot
 DUPLICATE_RETRIES = 3  # proposals asked for again while they repeat a design the run already has
 
 
@@ -60,6 +85,14 @@ class Options:
     parallel: int = 1
     promote: bool = False
     confirm_seeds: int = DEFAULT_CONFIRM_SEEDS  # for a candidate that leads the strongest baseline; 0: never
+    run_dir: Path | None = None  # where stats.json goes; None: nowhere
+    proxy_filter: float = 0.0  # share of the validated proposals a trusted proxy skips; 0: off
+    proxy: str = "loss_slope"  # the zero-cost proxy (ValidateResponse.proxies) that ranks them
+    service_pids: tuple[int, ...] = ()  # local service processes whose CPU time stats.json reports
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.proxy_filter < 1:
+            raise ValueError(f"proxy_filter must be in [0, 1), got {self.proxy_filter}")
 
 
 @dataclass
@@ -105,6 +138,76 @@ def replicate_id(experiment_id: str, seed: int, rung: int) -> str:
 
 
 CONFIRMATION_RUNG = 2  # replicates train at the rung after the exploratory one
+SUCCEEDED = common_pb2.EXPERIMENT_STATUS_SUCCEEDED
+
+
+@dataclass(frozen=True)
+class Checked:
+    """What Validate said of a proposal: a rejection to record (None: it may train), the checks that ran
+    and the zero-cost proxies it measured."""
+
+    rejection: common_pb2.Evaluation | None = None
+    checks: tuple[common_pb2.CheckResult, ...] = ()
+    proxies: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One slot of a prepared cycle."""
+
+    experiment: common_pb2.Experiment  # PENDING, unless finished
+    finished: bool = False  # recorded before a stop: only its confirmation may be due
+    twin: common_pb2.Experiment | None = None  # a finished one of the same design: its evaluation is reused
+    checked: Checked = Checked()
+
+    @property
+    def trains(self) -> bool:
+        return not self.finished and self.twin is None
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A cycle ready to train: its numbers so far and its slots."""
+
+    stats: CycleStats
+    jobs: list[Job]
+
+
+def concluded(experiment: common_pb2.Experiment, evaluation: common_pb2.Evaluation) -> common_pb2.Experiment:
+    """`experiment` with its evaluation, to record: the analyst derives the status from the evaluation."""
+    final = common_pb2.Experiment()
+    final.CopyFrom(experiment)
+    final.status = common_pb2.EXPERIMENT_STATUS_UNSPECIFIED
+    final.evaluation.CopyFrom(evaluation)
+    return final
+
+
+def rejected(
+    reply: engineer_pb2.ValidateResponse, budget: common_pb2.Budget, proposal: common_pb2.Proposal
+) -> common_pb2.Evaluation | None:
+    """The record of a proposal Validate refused, as Evaluate records one that fails the same check
+    (status FAILED, the stage, the engineer's reason, the checks); None when it passed, or when its
+    failure says nothing of the candidate: a check that ran out of time on a busy machine goes to
+    training, which runs a timed-out stage again."""
+    if reply.valid:
+        return None
+    failed = next((check for check in reply.checks if not check.passed), None)
+    if failed is None or failed.name.endswith(".timeout"):
+        return None
+    static = failed.stage == common_pb2.EVALUATION_STAGE_STATIC_CHECKS
+    return common_pb2.Evaluation(
+        status=common_pb2.EVALUATION_STATUS_FAILED,
+        # Everything after the static checks runs in one sandboxed job: Evaluate names its stage so too.
+        failed_stage=(
+            common_pb2.EVALUATION_STAGE_STATIC_CHECKS
+            if static
+            else common_pb2.EVALUATION_STAGE_FUNCTIONAL_CHECKS
+        ),
+        failure_reason=reply.failure_reason,
+        checks=reply.checks,
+        final_source=proposal.source,
+        budget=budget,
+    )
 
 
 class Discovery:
@@ -120,6 +223,15 @@ class Discovery:
         self._reasons: set[str] = set()
         self._proposed: set[str] = set()  # design keys proposed by this process (parallel slots)
         self.started = time.monotonic()
+        # --parallel N bounds the Evaluate calls in flight, whoever makes them (slots, confirmations).
+        self._training = asyncio.Semaphore(options.parallel)
+        # Validate calls at once: one per engineer, beside its trainings (discover gives a local
+        # engineer a slot more than --parallel for them).
+        self._checking = asyncio.Semaphore(max(1, len(stubs.engineers)))
+        self.engineer_seconds = 0.0  # in Evaluate calls, since the start
+        self._proxy_state = ""  # "on" or "off" once said: said again only when it changes
+        self._cycle_end: float | None = None  # unix time the last cycle ended, in this invocation
+        self._cpu_mark: float | None = None  # the local services' CPU seconds then
 
     # --- store ---
 
@@ -193,7 +305,15 @@ class Discovery:
         request = engineer_pb2.EvaluateRequest(experiment_id=experiment_id, proposal=proposal, budget=budget)
         if not repairable:
             request.max_repairs = 0
-        engineer = self._engineer()
+        async with self._training:
+            started = time.monotonic()
+            try:
+                return await self._evaluate(request)
+            finally:
+                self.engineer_seconds += time.monotonic() - started
+
+    async def _evaluate(self, request: engineer_pb2.EvaluateRequest) -> common_pb2.Evaluation:
+        engineer, experiment_id = self._engineer(), request.experiment_id
 
         async def attempt() -> common_pb2.Evaluation:
             result = None
@@ -213,6 +333,33 @@ class Discovery:
                 status=common_pb2.EVALUATION_STATUS_FAILED,
                 failure_reason=f"the engineer refused the evaluation: {exc.code().name}: {exc.details()}",
             )
+
+    async def validate(self, experiment: common_pb2.Experiment) -> Checked:
+        """Engineer.Validate on a pending proposal with the run's budget: a rejection to record when it
+        fails the static or functional checks, and the zero-cost proxies measured when it passes."""
+        proposal = experiment.proposal
+        request = engineer_pb2.ValidateRequest(
+            source=proposal.source,
+            budget=self._budget(self.options.seed, 0),
+            reference_only=proposal.reference_only,
+        )
+        started_at, started = _now(), time.monotonic()
+        async with self._checking:
+            engineer = self._engineer()
+            try:
+                reply = await retrying(
+                    f"Engineer.Validate {experiment.id}",
+                    lambda: engineer.Validate(request, timeout=VALIDATE_TIMEOUT),
+                )
+            except grpc.aio.AioRpcError as exc:  # no verdict on the candidate: its evaluation will tell
+                self.display.note(f"{experiment.id}: not checked before training ({exc.code().name})")
+                return Checked()
+        rejection = rejected(reply, request.budget, proposal)
+        if rejection is not None:
+            rejection.started_at.CopyFrom(started_at)
+            rejection.finished_at.CopyFrom(_now())
+            rejection.wall_seconds = time.monotonic() - started
+        return Checked(rejection, tuple(reply.checks), dict(reply.proxies))
 
     # --- baselines ---
 
@@ -251,11 +398,7 @@ class Discovery:
         someone's published design, and a "repaired" one would measure another layer."""
         self.display.started(experiment.id, label)
         evaluation = await self.evaluate(experiment.id, experiment.proposal, None, repairable=False)
-        final = common_pb2.Experiment()
-        final.CopyFrom(experiment)
-        final.status = common_pb2.EXPERIMENT_STATUS_UNSPECIFIED  # the analyst derives it from the evaluation
-        final.evaluation.CopyFrom(evaluation)
-        self.display.finished(experiment.id, await self.record(final))
+        self.display.finished(experiment.id, await self.record(concluded(experiment, evaluation)))
 
     async def _bounded(self, jobs: Sequence[Awaitable[None]]) -> None:
         gate = asyncio.Semaphore(self.options.parallel)
@@ -345,33 +488,81 @@ class Discovery:
         )
         self.display.finished(experiment_id, recorded)
 
-    async def confirm_if_due(self, experiment: common_pb2.Experiment) -> common_pb2.Experiment:
+    async def confirm_if_due(
+        self, experiment: common_pb2.Experiment, stats: CycleStats | None = None
+    ) -> common_pb2.Experiment:
+        """Confirm a promising candidate not confirmed yet (counted in `stats`); else it, as it is."""
         due = (
             self.options.confirm_seeds > 0
             and experiment.analysis.promising
             and not experiment.confirmation.against_id
         )
-        return await self.confirm(experiment) if due else experiment
+        if not due:
+            return experiment
+        confirmed = await self.confirm(experiment)
+        if stats is not None:
+            stats.confirmations += 1
+            stats.confirmed += int(confirmed.confirmation.confirmed)
+        return confirmed
 
     # --- cycles ---
 
     def first_cycle(self, stored: Sequence[common_pb2.Experiment]) -> int:
-        """1 for a new run; on resume, the first cycle with unfinished or missing work."""
+        """1 for a new run; on resume, the first cycle with unfinished or missing work (a cycle prepared
+        ahead may hold pending proposals while the one before it is unfinished too)."""
         cycles = [e.cycle for e in stored if e.cycle > 0]  # cycle 0: baselines and imported seeds
         if not cycles:
             return 1
+        unfinished = [e.cycle for e in stored if e.cycle > 0 and e.status not in TERMINAL]
+        if unfinished:
+            return min(unfinished)
         last = max(cycles)
-        unfinished = any(e.cycle == last and e.status not in TERMINAL for e in stored)
         complete = sum(1 for e in stored if e.cycle == last and not e.is_baseline) >= self.options.parallel
-        return last if unfinished or not complete else last + 1
+        return last + 1 if complete else last
 
     def out_of_time(self) -> bool:
         budget = self.options.time_budget_minutes
         return budget is not None and time.monotonic() - self.started >= budget * 60
 
+    def planned(self, cycle: int) -> bool:
+        return self.options.cycles is None or cycle <= self.options.cycles
+
     async def run(self) -> int:
-        """Seed (or resume) the run and run cycles until the plan or the time budget is used; cycles run."""
-        # An unknown strategy should fail now, not after the baselines have been trained.
+        """Seed (or resume) the run and run cycles until the plan or the time budget is used; cycles run.
+        Each cycle is prepared while the one before it trains, and its numbers go to stats.json."""
+        await self._check_strategy()
+        stored = {e.id: e for e in await self.experiments()}
+        await self.seed_baselines(stored)
+        await self.evaluate_seeds(stored)
+        run_dir, options = self.options.run_dir, self.options
+        stats = (
+            RunStats.load(run_dir, options.run_id, options.strategy, options.budget, options.parallel)
+            if run_dir is not None
+            else None
+        )
+        cycle = self.first_cycle(list(stored.values()))
+        self._cpu_mark = cpu_seconds(options.service_pids)
+        done = 0
+        ahead: asyncio.Task[Prepared] | None = None
+        try:
+            while self.planned(cycle) and not self.out_of_time():
+                prepared = await ahead if ahead is not None else await self.prepare(cycle)
+                ahead = asyncio.create_task(self.prepare(cycle + 1)) if self.planned(cycle + 1) else None
+                numbers = await self.run_cycle(cycle, prepared)
+                if stats is not None and run_dir is not None:
+                    stats.append(numbers, run_dir)
+                done += 1
+                if self.on_cycle is not None:
+                    await self.on_cycle(cycle, await self.proposed())
+                cycle += 1
+        finally:
+            if ahead is not None:  # out of time or stopped: what it recorded PENDING waits for --resume
+                ahead.cancel()
+                await asyncio.gather(ahead, return_exceptions=True)
+        return done
+
+    async def _check_strategy(self) -> None:
+        """An unknown strategy should fail now, not after the baselines have been trained."""
         strategies = await retrying(
             "Selector.ListStrategies",
             lambda: self.stubs.selector.ListStrategies(selector_pb2.ListStrategiesRequest(), timeout=60),
@@ -381,102 +572,224 @@ class Discovery:
             raise ValueError(
                 f"unknown strategy {self.options.strategy!r}; the selector offers {', '.join(names)}"
             )
-        stored = {e.id: e for e in await self.experiments()}
-        await self.seed_baselines(stored)
-        await self.evaluate_seeds(stored)
-        cycle = self.first_cycle(list(stored.values()))
-        done = 0
-        while (self.options.cycles is None or cycle <= self.options.cycles) and not self.out_of_time():
-            await self.run_cycle(cycle)
-            done += 1
-            if self.on_cycle is not None:
-                await self.on_cycle(cycle, await self.proposed())
-            cycle += 1
-        return done
 
-    async def run_cycle(self, cycle: int) -> None:
+    async def run_cycle(self, cycle: int, prepared: Prepared | None = None) -> CycleStats:
+        """Train a cycle (prepared here unless it was ahead of time); its numbers."""
+        prepared = prepared or await self.prepare(cycle)
+        await self.train(prepared)
+        return await self._close(prepared.stats)
+
+    async def prepare(self, cycle: int) -> Prepared:
+        """The cycle's parents, its proposals (recorded PENDING), their checks and the proxy filter: what
+        is left for training."""
+        stats = CycleStats(cycle=cycle, started=time.time())
         population = await self.experiments()
         by_id = {e.id: e for e in population}
-        succeeded = [e for e in population if e.status == common_pb2.EXPERIMENT_STATUS_SUCCEEDED]
-        # With an imported pool the search starts from it; the baselines stay the yardstick.
-        pool = any(is_seed(e) for e in succeeded)
-
-        def reference_only(e: common_pb2.Experiment) -> bool:
-            return e.proposal.reference_only or (pool and e.is_baseline)
-
-        selectable = [e for e in succeeded if not reference_only(e)]
-        candidates = {e.id for e in succeeded}
+        selectable = self._selectable(population)
         if not selectable:
             raise RuntimeError(
                 "no successfully evaluated, selectable experiment to build on (see the engineer log)"
             )
-        slots = min(self.options.parallel, len(selectable))
+        trained = min(self.options.parallel, len(selectable))
+        gate = self._proxy_gate(population)
+        width = max(self._width(trained, gate), self._recorded_slots(population, cycle))
+        choices = list((await self._select(cycle, population, min(width, len(selectable)))).selections)
+        self.display.note(
+            f"cycle {cycle}: parents "
+            + ", ".join(by_id[s.parent_id].name for s in choices if s.parent_id in by_id)
+        )
+        jobs = await asyncio.gather(
+            *(
+                self._prepare_slot(cycle, slot, choices[slot % len(choices)], by_id, stats)
+                for slot in range(width if choices else 0)
+            )
+        )
+        ready = [job for job in jobs if job is not None]
+        return Prepared(stats, await self._filter(ready, gate, trained, stats))
+
+    def _selectable(self, population: Sequence[common_pb2.Experiment]) -> list[common_pb2.Experiment]:
+        return [e for e in population if e.status == SUCCEEDED and not self._reference_only(e, population)]
+
+    def _reference_only(self, e: common_pb2.Experiment, population: Sequence[common_pb2.Experiment]) -> bool:
+        # With an imported pool the search starts from it; the baselines stay the yardstick.
+        pool = any(is_seed(s) and s.status == SUCCEEDED for s in population)
+        return e.proposal.reference_only or (pool and e.is_baseline)
+
+    async def _select(
+        self, cycle: int, population: Sequence[common_pb2.Experiment], k: int
+    ) -> selector_pb2.SelectParentsResponse:
+        succeeded = [e for e in population if e.status == SUCCEEDED]
+        ids = {e.id for e in succeeded}
         request = selector_pb2.SelectParentsRequest(
             strategy=self.options.strategy,
-            k=slots,
+            k=k,
             seed=self.options.seed * 1_000_003 + cycle,
             candidates=[
                 selector_pb2.Candidate(
                     id=e.id,
                     name=e.name,
                     # A parent that failed (an imported seed's) is not a candidate: the lineage stops there.
-                    parent_id=e.parent_ids[0] if e.parent_ids and e.parent_ids[0] in candidates else "",
+                    parent_id=e.parent_ids[0] if e.parent_ids and e.parent_ids[0] in ids else "",
                     fitness=e.fitness.total,
                     metrics=e.evaluation.metrics,
-                    reference_only=reference_only(e),
+                    reference_only=self._reference_only(e, population),
                 )
                 for e in succeeded
             ],
         )
-        selection = await retrying(
+        return await retrying(
             "Selector.SelectParents", lambda: self.stubs.selector.SelectParents(request, timeout=60)
         )
-        # With --promote, a candidate whose first rung beats the run's best loss is trained again, longer.
-        losses = [
-            e.evaluation.metrics.val_loss for e in selectable if e.evaluation.metrics.HasField("val_loss")
-        ]
-        promote_below = min(losses, default=None) if self.options.promote else None
-        self.display.note(
-            f"cycle {cycle}: parents "
-            + ", ".join(by_id[s.parent_id].name for s in selection.selections if s.parent_id in by_id)
-        )
-        jobs = [
-            self._slot(cycle, slot, choice, by_id, promote_below)
-            for slot, choice in enumerate(selection.selections[:slots])
-        ]
-        await self._bounded(jobs)
 
-    async def _slot(
+    def _width(self, trained: int, gate: Correlation | None) -> int:
+        """Proposals to prepare for `trained` training slots: more when a trusted proxy filters."""
+        if gate is None:
+            return trained
+        return math.ceil(trained / (1 - self.options.proxy_filter) - 1e-9)
+
+    def _recorded_slots(self, population: Sequence[common_pb2.Experiment], cycle: int) -> int:
+        """Slots of the cycle already in the store (a resumed cycle finishes every one it recorded)."""
+        prefix = candidate_id(self.options.run_id, cycle, 0).removesuffix("0")
+        slots = [e.id.removeprefix(prefix) for e in population if e.id.startswith(prefix)]
+        return max((int(slot) + 1 for slot in slots if slot.isdigit()), default=0)
+
+    def _proxy_gate(self, population: Sequence[common_pb2.Experiment]) -> Correlation | None:
+        """The proxy's correlation when it may filter this cycle, else None; says which, when it changes."""
+        if not self.options.proxy_filter:
+            return None
+        name = self.options.proxy
+        found = proxy_correlations(population, self.options.budget).get(name)
+        trusted = clears_bar(found)
+        state = "on" if trusted else "off"
+        if state != self._proxy_state:
+            self._proxy_state = state
+            why = (
+                f"skips the bottom {self.options.proxy_filter:g} of the checked proposals"
+                if trusted
+                else bar()
+            )
+            self.display.note(f"proxy filter {state}: {name} {describe(found)}, {why}")
+        return found if trusted else None
+
+    async def _prepare_slot(
         self,
         cycle: int,
         slot: int,
         choice: selector_pb2.ParentSelection,
         by_id: dict[str, common_pb2.Experiment],
-        promote_below: float | None,
-    ) -> None:
+        stats: CycleStats,
+    ) -> Job | None:
+        """The slot's proposal, checked; None when nothing is left to do for it (the researcher failed, or
+        the proposal failed its checks and was recorded FAILED without taking a training slot)."""
         experiment_id = candidate_id(self.options.run_id, cycle, slot)
         existing = by_id.get(experiment_id)
         if existing is not None and existing.status in TERMINAL:
-            await self.confirm_if_due(existing)  # a run stopped during a confirmation finishes it
-            return
+            return Job(existing, finished=True)  # a run stopped during a confirmation finishes it
         # Resumed: the proposal was made and recorded before the stop.
-        pending = existing or await self._propose(experiment_id, cycle, slot, choice, by_id)
+        pending = existing or await self._propose(experiment_id, cycle, slot, choice, by_id, stats)
         if pending is None:
-            return
-        self.display.started(experiment_id, f"c{cycle}.{slot} {pending.name}")
+            return None
         twin = self._twin(pending, by_id)
+        if twin is not None:  # the store answers: nothing to check or train
+            return Job(pending, twin=twin)
+        checked = await self.validate(pending)
+        if checked.rejection is None:
+            return Job(pending, checked=checked)
+        if checked.rejection.failed_stage == common_pb2.EVALUATION_STAGE_STATIC_CHECKS:
+            stats.rejected.static += 1
+        else:
+            stats.rejected.functional += 1
+        await self._record_final(pending, checked.rejection)
+        return None
+
+    async def _filter(
+        self, jobs: list[Job], gate: Correlation | None, trained: int, stats: CycleStats
+    ) -> list[Job]:
+        """`jobs`, less (with a trusted proxy) those to train beyond the best `trained` by the proxy:
+        they are recorded FAILED, skipped."""
+        waiting = [job for job in jobs if job.trains]
+        if gate is None or len(waiting) <= trained:
+            return jobs
+        name = self.options.proxy
+        ranked = sorted(waiting, key=lambda job: job.checked.proxies.get(name, -math.inf), reverse=True)
+        skipped = ranked[trained:]
+        for job in skipped:
+            stats.rejected.proxy += 1
+            await self._record_final(job.experiment, self._skipped(job, gate))
+        return [job for job in jobs if not any(job is s for s in skipped)]
+
+    def _skipped(self, job: Job, gate: Correlation) -> common_pb2.Evaluation:
+        value = job.checked.proxies.get(self.options.proxy)
+        shown = "missing" if value is None else f"{value:.4g}"
+        evaluation = common_pb2.Evaluation(
+            status=common_pb2.EVALUATION_STATUS_FAILED,
+            # The proxies are measured with the functional checks: rung 0 of the evaluation.
+            failed_stage=common_pb2.EVALUATION_STAGE_FUNCTIONAL_CHECKS,
+            failure_reason=(
+                f"skipped by proxy {self.options.proxy}: {shown} in the bottom {self.options.proxy_filter:g} "
+                f"(rho={gate.rho_loss:.2f} on {gate.n} candidates)"
+            ),
+            checks=job.checked.checks,
+            final_source=job.experiment.proposal.source,
+            budget=self._budget(self.options.seed, 0),
+        )
+        evaluation.metrics.proxies.update(job.checked.proxies)
+        return evaluation
+
+    async def train(self, prepared: Prepared) -> None:
+        """Evaluate, record and confirm what the cycle's preparation left, N Evaluate calls at once."""
+        population = await self.experiments()  # as it is now: what finished while the cycle was prepared
+        by_id = {e.id: e for e in population}
+        # With --promote, a candidate whose first rung beats the run's best loss is trained again, longer.
+        losses = [
+            e.evaluation.metrics.val_loss
+            for e in self._selectable(population)
+            if e.evaluation.metrics.HasField("val_loss")
+        ]
+        promote_below = min(losses, default=None) if self.options.promote else None
+        before = self.engineer_seconds
+        await self._bounded([self._train(job, by_id, promote_below, prepared.stats) for job in prepared.jobs])
+        prepared.stats.engineer_seconds += self.engineer_seconds - before
+
+    async def _train(
+        self,
+        job: Job,
+        by_id: dict[str, common_pb2.Experiment],
+        promote_below: float | None,
+        stats: CycleStats,
+    ) -> None:
+        pending = job.experiment
+        if job.finished:
+            await self.confirm_if_due(pending, stats)
+            return
+        self.display.started(pending.id, f"c{pending.cycle}.{pending.id.rsplit('.', 1)[1]} {pending.name}")
+        twin = job.twin or self._twin(pending, by_id)
         if twin is not None:  # the same design was measured: the store answers, nothing is trained
-            self.display.note(f"{experiment_id}: identical to {twin.id}; its evaluation is reused")
+            self.display.note(f"{pending.id}: identical to {twin.id}; its evaluation is reused")
             evaluation = twin.evaluation
         else:
-            evaluation = await self.evaluate(experiment_id, pending.proposal, promote_below)
-        final = common_pb2.Experiment()
-        final.CopyFrom(pending)
-        final.status = common_pb2.EXPERIMENT_STATUS_UNSPECIFIED  # the analyst derives it from the evaluation
-        final.evaluation.CopyFrom(evaluation)
-        recorded = await self.record(final)
-        self.display.finished(experiment_id, recorded)
-        await self.confirm_if_due(recorded)
+            evaluation = await self.evaluate(pending.id, pending.proposal, promote_below)
+            stats.evaluated += 1
+            stats.valid += int(evaluation.status == common_pb2.EVALUATION_STATUS_SUCCEEDED)
+        await self.confirm_if_due(await self._record_final(pending, evaluation), stats)
+
+    async def _record_final(
+        self, pending: common_pb2.Experiment, evaluation: common_pb2.Evaluation
+    ) -> common_pb2.Experiment:
+        recorded = await self.record(concluded(pending, evaluation))
+        self.display.finished(pending.id, recorded)
+        return recorded
+
+    async def _close(self, stats: CycleStats) -> CycleStats:
+        """The cycle's stretch of time and CPU, and the best confirmed improvement so far, as it ends."""
+        now, cpu = time.time(), cpu_seconds(self.options.service_pids)
+        stats.started = max(stats.started, self._cycle_end or 0.0)
+        stats.wall_seconds = now - stats.started
+        if cpu is not None and self._cpu_mark is not None:
+            stats.cpu_seconds = cpu - self._cpu_mark
+        stats.best_confirmed_improvement = best_confirmed_improvement(await self.experiments())
+        self._cycle_end, self._cpu_mark = now, cpu
+        return stats
 
     def _twin(
         self, pending: common_pb2.Experiment, by_id: dict[str, common_pb2.Experiment]
@@ -499,6 +812,7 @@ class Discovery:
         slot: int,
         choice: selector_pb2.ParentSelection,
         by_id: dict[str, common_pb2.Experiment],
+        stats: CycleStats,
     ) -> common_pb2.Experiment | None:
         """A new proposal for the slot, recorded PENDING; asked again (another seed) while it repeats a
         design the run already has. None when the researcher fails."""
@@ -513,34 +827,44 @@ class Discovery:
                 run_id=self.options.run_id,
                 experiment_id=experiment_id,
             )
-            try:
-                reply = await retrying(
-                    "Researcher.Propose",
-                    lambda request=request: self.stubs.researcher.Propose(request, timeout=PROPOSE_TIMEOUT),
-                )
-            except grpc.aio.AioRpcError as exc:
-                self.display.note(
-                    f"{experiment_id}: the researcher failed ({exc.code().name}: {exc.details()})"
-                )
+            proposal = await self._ask(request)
+            if proposal is None:
                 return None
-            if reply.fallback_reason and reply.fallback_reason not in self._reasons:
-                self._reasons.add(reply.fallback_reason)  # said once per run, not once per proposal
-                self.display.note(f"researcher: {reply.fallback_reason}")
-            if design_key(reply.proposal) not in known:
+            stats.proposals += 1
+            if design_key(proposal) not in known:
                 break
-        self._proposed.add(design_key(reply.proposal))
+            # Asked again, or (the last try) its twin's evaluation reused: never trained.
+            stats.duplicates += 1
+        self._proposed.add(design_key(proposal))
         return await self.record(
             common_pb2.Experiment(
                 id=experiment_id,
                 run_id=self.options.run_id,
-                name=reply.proposal.name,
+                name=proposal.name,
                 parent_ids=[parent.id],
                 cycle=cycle,
                 status=common_pb2.EXPERIMENT_STATUS_PENDING,
-                proposal=reply.proposal,
+                proposal=proposal,
                 created_at=_now(),
             )
         )
+
+    async def _ask(self, request: researcher_pb2.ProposeRequest) -> common_pb2.Proposal | None:
+        """The researcher's proposal; None (said) when it fails."""
+        try:
+            reply = await retrying(
+                "Researcher.Propose",
+                lambda: self.stubs.researcher.Propose(request, timeout=PROPOSE_TIMEOUT),
+            )
+        except grpc.aio.AioRpcError as exc:
+            self.display.note(
+                f"{request.experiment_id}: the researcher failed ({exc.code().name}: {exc.details()})"
+            )
+            return None
+        if reply.fallback_reason and reply.fallback_reason not in self._reasons:
+            self._reasons.add(reply.fallback_reason)  # said once per run, not once per proposal
+            self.display.note(f"researcher: {reply.fallback_reason}")
+        return reply.proposal
 
 
 def design_key(proposal: common_pb2.Proposal) -> str:

@@ -97,7 +97,9 @@ class _Starter:
             given.researcher, "researcher", {"ASIARCH_ANALYST_ADDRESS": given.analyst}
         )
         if not given.engineer:
-            env = {"ASIARCH_ENGINEER_MAX_CONCURRENT": str(parallel)}
+            # A slot beside the loop's N trainings for its Validate calls, which check the next proposals
+            # while those train (the loop itself keeps at most N Evaluate calls in flight).
+            env = {"ASIARCH_ENGINEER_MAX_CONCURRENT": str(parallel + 1)}
             if given.researcher:
                 env["ASIARCH_RESEARCHER_ADDRESS"] = given.researcher
             given.engineer = [await self.start("engineer", env)]

@@ -108,6 +108,12 @@ def test_an_unknown_option_value_is_refused_at_once_with_the_valid_ones(
         assert name in stderr
 
 
+@pytest.mark.parametrize("share", ["1", "nan"])
+def test_a_proxy_filter_share_outside_0_to_1_is_refused_at_once(tmp_path: Path, share: str) -> None:
+    stderr = refused(tmp_path / "run", "--proxy-filter", share)
+    assert f"argument --proxy-filter: must be at least 0 and below 1, got {share}" in stderr
+
+
 def test_a_strategy_only_a_remote_selector_offers_is_left_to_that_selector() -> None:
     # A replacement selector given by address may offer strategies ours does not: the loop asks it.
     check_strategy("my-own-strategy", "selector.example:50051")
@@ -143,7 +149,8 @@ def first_run(tmp_path_factory: pytest.TempPathFactory) -> FirstRun:
     # From the repository root, as `make run` does: there our kernels/ folder has the name of Hugging
     # Face's `kernels` package, which transformers imports in the services (issue 14).
     result = subprocess.run(
-        discover(run_dir, "--cycles", "2", "--confirm-seeds", "2"),
+        # --proxy-filter: far below its bar (30 candidates), it records the proxies and says why it is off.
+        discover(run_dir, "--cycles", "2", "--confirm-seeds", "2", "--proxy-filter", "0.5"),
         capture_output=True,
         text=True,
         timeout=900,
@@ -239,6 +246,40 @@ def test_the_run_is_described_on_disk_and_on_screen(first_run: FirstRun) -> None
 
 
 @run_of_services
+def test_the_run_writes_its_numbers_per_cycle(first_run: FirstRun) -> None:
+    """stats.json (asiarch.orchestrator.stats): a line per cycle with what was proposed, rejected before
+    training, trained and confirmed, the time in the engineer and the local services' CPU time."""
+    stats = json.loads((first_run.run_dir / "stats.json").read_text())
+    assert (stats["version"], stats["run_id"], stats["strategy"], stats["budget"]) == (
+        1,
+        "e2e",
+        "asi-arch",
+        "smoke",
+    )
+    assert [c["cycle"] for c in stats["cycles"]] == [1, 2]
+    candidates = [e for e in first_run.experiments if not e.is_baseline and not e.replicate_of]
+    for numbers in stats["cycles"]:
+        mine = [e for e in candidates if e.cycle == numbers["cycle"]]
+        rejected = numbers["rejected"]
+        assert numbers["proposals"] >= len(mine) == 1
+        # Each candidate was trained, or rejected by its checks before training, or reused its twin's result.
+        assert numbers["evaluated"] + rejected["static"] + rejected["functional"] <= len(mine)
+        assert rejected["proxy"] == 0  # the filter is off
+        succeeded = sum(e.status == common_pb2.EXPERIMENT_STATUS_SUCCEEDED for e in mine)
+        assert numbers["valid"] == (succeeded if numbers["evaluated"] else 0)
+        assert numbers["confirmations"] == sum(bool(e.confirmation.against_id) for e in mine)
+        assert 0 <= numbers["engineer_seconds"] <= numbers["wall_seconds"]  # --parallel 1
+        # The four local services' CPU time, the sandboxes' included: at least what the engineer trained.
+        assert numbers["cpu_seconds"] is not None and numbers["cpu_seconds"] > 0
+    # Every trained candidate's proxies are recorded; the filter said once why it stayed off.
+    assert all(
+        e.evaluation.metrics.proxies for e in candidates if e.status == common_pb2.EXPERIMENT_STATUS_SUCCEEDED
+    )
+    assert first_run.output.count("proxy filter off: loss_slope rho") == 1
+    assert "needs >= 0.5 on >= 30" in first_run.output
+
+
+@run_of_services
 def test_a_finished_run_is_not_overwritten_without_resume(first_run: FirstRun) -> None:
     result = subprocess.run(
         discover(first_run.run_dir, "--cycles", "1"), capture_output=True, text=True, timeout=60
@@ -290,6 +331,8 @@ def test_resume_survives_an_engineer_killed_mid_cycle(first_run: FirstRun) -> No
     assert third.evaluation.status == common_pb2.EVALUATION_STATUS_SUCCEEDED, third.evaluation.failure_reason
     metadata = json.loads((first_run.run_dir / "run.json").read_text())
     assert metadata["cycles_done"] == 3 and metadata["proposed"] == {"dsl_mutation": 3}
+    stats = json.loads((first_run.run_dir / "stats.json").read_text())
+    assert [c["cycle"] for c in stats["cycles"]] == [1, 2, 3]  # the resumed run appended its cycle
 
 
 @run_of_services

@@ -12,12 +12,17 @@ from typing import Any
 import grpc
 
 from asiarch.orchestrator.loop import Discovery, Options, Stubs
-from asiarch.v1 import analyst_pb2, common_pb2, engineer_pb2
+from asiarch.v1 import analyst_pb2, common_pb2, engineer_pb2, selector_pb2
 
 
 class RecordingEngineer:
     def __init__(self) -> None:
         self.requests: list[engineer_pb2.EvaluateRequest] = []
+        self.checked: list[engineer_pb2.ValidateRequest] = []
+
+    async def Validate(self, request: engineer_pb2.ValidateRequest, **_: object) -> Any:
+        self.checked.append(request)
+        return engineer_pb2.ValidateResponse(valid=True)
 
     def Evaluate(self, request: engineer_pb2.EvaluateRequest, timeout: float) -> AsyncIterator[Any]:
         self.requests.append(request)
@@ -70,6 +75,9 @@ class ConfirmingAnalyst(StoringAnalyst):
         experiment.status = common_pb2.EXPERIMENT_STATUS_SUCCEEDED
         self.stored[experiment.id] = experiment
         return analyst_pb2.RecordResponse(experiment=experiment)
+
+    async def ListExperiments(self, request: analyst_pb2.ListExperimentsRequest, **_: object) -> Any:
+        return analyst_pb2.ListExperimentsResponse(experiments=list(self.stored.values()))
 
     async def GetExperiment(self, request: analyst_pb2.GetExperimentRequest, **_: object) -> Any:
         if request.id not in self.stored:
@@ -153,12 +161,21 @@ class RepeatingResearcher:
         )
 
 
+class ChoosingSelector:
+    """Chooses the given parent for every slot."""
+
+    def __init__(self, parent_id: str) -> None:
+        self.parent_id = parent_id
+
+    async def SelectParents(self, request: selector_pb2.SelectParentsRequest, **_: object) -> Any:
+        choice = selector_pb2.ParentSelection(parent_id=self.parent_id)
+        return selector_pb2.SelectParentsResponse(selections=[choice] * request.k)
+
+
 PARENT_SOURCE = '"""DeltaNet."""\nclass DeltaNet:\n    width = 1\n'
 
 
 async def run_slot(sources: list[str]) -> tuple[RepeatingResearcher, RecordingEngineer, ConfirmingAnalyst]:
-    from asiarch.v1 import selector_pb2
-
     parent = common_pb2.Experiment(
         id="r.base.deltanet",
         run_id="r",
@@ -175,10 +192,12 @@ async def run_slot(sources: list[str]) -> tuple[RepeatingResearcher, RecordingEn
     )
     loop = Discovery(
         Options(run_id="r", budget="smoke", confirm_seeds=0),
-        Stubs(selector=None, researcher=researcher, engineers=[engineer], analyst=analyst),
+        Stubs(
+            selector=ChoosingSelector(parent.id), researcher=researcher, engineers=[engineer], analyst=analyst
+        ),
         QuietDisplay(),
     )
-    await loop._slot(1, 0, selector_pb2.ParentSelection(parent_id=parent.id), {parent.id: parent}, None)
+    await loop.run_cycle(1)
     return researcher, engineer, analyst
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from test_loop_requests import ConfirmingAnalyst, QuietDisplay, RecordingEngineer
 
 from asiarch.orchestrator.loop import Discovery, Options, Stubs
-from asiarch.v1 import analyst_pb2, common_pb2, selector_pb2
+from asiarch.v1 import common_pb2, selector_pb2
 
 SUCCEEDED, PENDING, FAILED = (
     common_pb2.EXPERIMENT_STATUS_SUCCEEDED,
@@ -34,11 +34,6 @@ def experiment(id: str, status: int, *, baseline: bool = False, parent: str = ""
     )
 
 
-class ListingAnalyst(ConfirmingAnalyst):
-    async def ListExperiments(self, request: analyst_pb2.ListExperimentsRequest, **_: object) -> Any:
-        return analyst_pb2.ListExperimentsResponse(experiments=list(self.stored.values()))
-
-
 class RecordingSelector:
     def __init__(self) -> None:
         self.requests: list[selector_pb2.SelectParentsRequest] = []
@@ -57,13 +52,13 @@ RUN = [
 ]
 
 
-def loop(analyst: ListingAnalyst, engineer: RecordingEngineer, selector: RecordingSelector) -> Discovery:
+def loop(analyst: ConfirmingAnalyst, engineer: RecordingEngineer, selector: RecordingSelector) -> Discovery:
     stubs = Stubs(selector=selector, researcher=None, engineers=[engineer], analyst=analyst)
     return Discovery(Options(run_id="r", budget="smoke"), stubs, QuietDisplay())
 
 
 async def test_unfinished_seeds_are_trained_once_as_published_after_the_baselines() -> None:
-    analyst, engineer = ListingAnalyst(RUN), RecordingEngineer()
+    analyst, engineer = ConfirmingAnalyst(RUN), RecordingEngineer()
     discovery = loop(analyst, engineer, RecordingSelector())
     await discovery.evaluate_seeds({e.id: e for e in RUN})
     [request] = (
@@ -79,7 +74,7 @@ async def test_unfinished_seeds_are_trained_once_as_published_after_the_baseline
 
 async def test_with_a_trained_seed_the_baselines_are_yardsticks_and_failed_parents_are_no_links() -> None:
     selector = RecordingSelector()
-    await loop(ListingAnalyst(RUN), RecordingEngineer(), selector).run_cycle(1)
+    await loop(ConfirmingAnalyst(RUN), RecordingEngineer(), selector).run_cycle(1)
     [request] = selector.requests
     sent = {c.id: c for c in request.candidates}
     assert set(sent) == {"r.base.deltanet", "r.seed.a", "r.seed.c"}  # the succeeded ones
@@ -91,5 +86,5 @@ async def test_with_a_trained_seed_the_baselines_are_yardsticks_and_failed_paren
 async def test_without_seeds_the_baselines_are_parents_as_before() -> None:
     selector = RecordingSelector()
     run = [experiment("base.deltanet", SUCCEEDED, baseline=True), experiment("c0001.0", SUCCEEDED, cycle=1)]
-    await loop(ListingAnalyst(run), RecordingEngineer(), selector).run_cycle(2)
+    await loop(ConfirmingAnalyst(run), RecordingEngineer(), selector).run_cycle(2)
     assert not any(c.reference_only for c in selector.requests[0].candidates)
