@@ -59,6 +59,7 @@ def metrics_to_proto(metrics: dict[str, Any]) -> common_pb2.Metrics:
         )
         if "val_loss" in point:
             entry.val_loss = point["val_loss"]
+    message.proxies.update({name: float(value) for name, value in metrics.get("proxies", {}).items()})
     for score in metrics.get("benchmarks", []):
         message.benchmarks.add(
             name=score["name"], task=score["task"], score=score["score"], settings=score["settings"]

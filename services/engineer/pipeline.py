@@ -69,6 +69,8 @@ class Attempt:
     status: int = common_pb2.EVALUATION_STATUS_SUCCEEDED
     device: str = ""
     enforcement: dict[str, str] = field(default_factory=dict)
+    # The zero-cost proxies, measured once the functional checks passed (Validate's job too).
+    proxies: dict[str, float] = field(default_factory=dict)
 
 
 def _trim(text: str) -> str:
@@ -154,6 +156,7 @@ def _conclude(attempt: Attempt, result: SandboxResult, relay: _Relay) -> None:
         )
     elif result.result is not None:
         attempt.metrics = result.result.get("metrics")
+        attempt.proxies = result.result.get("proxies", {})
         attempt.device = result.result.get("device", "")
 
 

@@ -216,10 +216,12 @@ class EngineerServicer(engineer_pb2_grpc.EngineerServicer):
         else:
             async with self.slots.take():
                 attempt = await self.pipeline.check(candidate, "check", ignore)
+        valid = attempt.status == common_pb2.EVALUATION_STATUS_SUCCEEDED
         return engineer_pb2.ValidateResponse(
-            valid=attempt.status == common_pb2.EVALUATION_STATUS_SUCCEEDED,
+            valid=valid,
             checks=[*attempt.checks, *_failure_outside_checks(attempt)],
             failure_reason=attempt.reason,
+            proxies=attempt.proxies if valid else {},
         )
 
     async def Evaluate(

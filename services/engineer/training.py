@@ -33,8 +33,22 @@ PROGRESS_EVERY_SECONDS = 1.0
 EVAL_EXAMPLES = 256
 
 
+def adamw(model: torch.nn.Module, lr: float) -> torch.optim.AdamW:
+    """The optimiser every training run uses (the schedule is the caller's)."""
+    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1, betas=(0.9, 0.95))
+
+
+def lm_loss(
+    model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor, precision: str
+) -> torch.Tensor:
+    """Cross-entropy of the model's next-token predictions: forward under the precision, loss in float32."""
+    with autocast(precision, inputs.device):
+        logits = model(inputs)
+    return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=mqar.IGNORE)
+
+
 def _optimizer(model: torch.nn.Module, lr: float, steps: int) -> tuple[Any, Any]:
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1, betas=(0.9, 0.95))
+    optimizer = adamw(model, lr)
     warmup = max(1, steps // 10)
 
     def schedule(step: int) -> float:  # linear warm-up, cosine decay to 10 %
@@ -54,9 +68,7 @@ def _step(
     targets: torch.Tensor,
     precision: str,
 ) -> float:
-    with autocast(precision, inputs.device):
-        logits = model(inputs)
-    loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=mqar.IGNORE)
+    loss = lm_loss(model, inputs, targets, precision)
     if not torch.isfinite(loss):
         raise FloatingPointError(f"training loss became {loss.item()}")
     optimizer.zero_grad(set_to_none=True)

@@ -5,11 +5,15 @@
 the return value is the final result. Anything the candidate raises is turned
 into a short, useful description by `describe_error`. Before the candidate loads,
 torch.compile becomes `candidate.CompileShim` (an identity on CPU), and what it did is
-reported as the passed check `functional.torch_compile`.
+reported as the passed check `functional.torch_compile`. Once the functional checks
+pass, the zero-cost proxies (asiarch.engineer.proxies) are measured before any training,
+for Validate's "check" job too; they are reported as the passed check
+`functional.proxies` and never fail the job.
 """
 
 from __future__ import annotations
 
+import functools
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +24,7 @@ from asiarch.engineer.budgets import Budget
 from asiarch.engineer.candidate import CompileShim, load_layer
 from asiarch.engineer.corpus import load_corpus
 from asiarch.engineer.functional import run_functional_checks
+from asiarch.engineer.proxies import measure_proxies
 from asiarch.engineer.training import run_mqar, train_language_model
 
 Emit = Callable[[dict[str, Any]], None]
@@ -56,12 +61,21 @@ def run(job: dict[str, Any], emit: Emit) -> dict[str, Any]:
         emit_check(compile_note)
         checks.append(compile_note)
     result: dict[str, Any] = {"checks": checks}
-    if not all(c["passed"] for c in checks) or job["kind"] == "check":
+    if not all(c["passed"] for c in checks):
+        return result
+    # One load for the proxies and training; a failed load fails training, as before, not the proxies.
+    corpus = functools.cache(functools.partial(load_corpus, job.get("corpus_dir") or None))
+    emit({"type": "progress", "stage": "functional", "message": "proxies"})
+    proxies, proxy_check = measure_proxies(layer_type, budget, corpus)
+    emit_check(proxy_check)
+    checks.append(proxy_check)
+    result["proxies"] = proxies
+    if job["kind"] == "check":
         return result
 
     emit({"type": "progress", "stage": "training", "message": "loading the corpus"})
-    corpus = load_corpus(job.get("corpus_dir") or None)
-    metrics = train_language_model(layer_type, corpus, budget, emit)
+    metrics = train_language_model(layer_type, corpus(), budget, emit)
+    metrics["proxies"] = proxies
     emit({"type": "progress", "stage": "benchmarks", "message": "multi-query associative recall"})
     metrics["benchmarks"] = run_mqar(layer_type, budget, emit)
     result["metrics"] = metrics
