@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import types
+from pathlib import Path
 from typing import Any
 
 import layers
@@ -83,6 +84,21 @@ def test_corpus_from_a_folder(tmp_path: object) -> None:
         (folder / f"doc{i}.txt").write_text(f"document {i} " * 200)  # type: ignore[operator]
     corpus = load_corpus(str(folder))
     assert b"document" in bytes(corpus.train[:100].tolist())
+
+
+def test_the_corpus_leaves_out_installed_packages_and_tests_at_any_depth(tmp_path: Path) -> None:
+    for i in range(40):
+        (tmp_path / "lib" / f"m{i}").mkdir(parents=True)
+        (tmp_path / "lib" / f"m{i}" / "doc.txt").write_text(f"kept {i} " * 50)
+        for skipped in ("site-packages", "test", "tests"):
+            (tmp_path / "lib" / f"m{i}" / skipped / "deep").mkdir(parents=True)
+            (tmp_path / "lib" / f"m{i}" / skipped / "deep" / "x.py").write_text("SKIPPED " * 50)
+    corpus = load_corpus(str(tmp_path))
+    text = bytes(corpus.train.tolist() + corpus.validation.tolist())
+    assert text.count(b"kept ") == 40 * 50
+    assert b"SKIPPED" not in text
+    with pytest.raises(ValueError, match="too little text"):  # a corpus inside one of them is empty
+        load_corpus(str(tmp_path / "lib" / "m0" / "tests"))
 
 
 def test_mqar_examples_follow_zoology() -> None:
