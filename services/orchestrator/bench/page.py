@@ -162,7 +162,8 @@ def best_plot(runs: Sequence[BenchRun], strategies: Sequence[str]) -> Figure:
             ax.step(range(1, len(curve) + 1), curve, where="post", lw=1.8, label=strategy, **style)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # a tick at 0.5 reads as a cycle that never ran
     ax.set_xlabel("cycle")
-    ax.set_ylabel("best confirmed improvement")
+    ax.set_ylabel("val_loss below the baseline (nats/token)")
+    ax.set_ylim(bottom=0)  # 0 is "none confirmed yet": no run's curve goes below it
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
