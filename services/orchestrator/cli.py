@@ -359,7 +359,7 @@ def _add_training_options(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--promote", action="store_true", help="train again, longer, what beats the best loss")
     cmd.add_argument(
         "--confirm-seeds",
-        type=_not_negative,
+        type=not_negative,
         default=DEFAULT_CONFIRM_SEEDS,
         metavar="K",
         help="a candidate that leads the strongest baseline beyond noise is re-trained with K paired seeds "
@@ -441,7 +441,7 @@ def _share(text: str) -> float:
     return value
 
 
-def _not_negative(text: str) -> int:
+def not_negative(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")

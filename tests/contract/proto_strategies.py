@@ -107,7 +107,7 @@ BY_NAME: dict[str, list[str]] = {
         "garbage!",
     ],
     "device": ["cpu", "cuda", "cuda:0", "cuda:abc", "cuda:" + "9" * 30, "tpu"],
-    "strategy": ["asi-arch", "uct", "hgm", "lexicase", "pareto", "nope"],
+    "strategy": ["asi-arch", "uct", "hgm", "lexicase", "pareto", "random", "nope"],
     "objectives": ["val_loss", "mqar", "parameters", "tokens_per_second", "nope"],
     "name": ["deltanet", "gated-deltanet", "linear-attention", "softmax-attention", "n" * 65],
 }

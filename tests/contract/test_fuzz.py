@@ -170,7 +170,7 @@ BASES: dict[str, list[Message]] = {
             k=1,
             seed=3,
         )
-        for strategy in ("asi-arch", "uct", "hgm", "lexicase", "pareto")
+        for strategy in ("asi-arch", "uct", "hgm", "lexicase", "pareto", "random")
     ],
 }
 

@@ -144,7 +144,7 @@ async def _bench(args: argparse.Namespace) -> int:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    from asiarch.orchestrator.cli import _not_negative, add_budget, positive
+    from asiarch.orchestrator.cli import add_budget, not_negative, positive
     from asiarch.orchestrator.config import DEFAULT_CONFIRM_SEEDS
 
     targets = command_group(commands, "bench", help="run benchmarks and write docs/benchmarks.md")
@@ -172,7 +172,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     cmd.add_argument("--parallel", type=positive(int), default=1, help="evaluations at once")
     cmd.add_argument(
         "--confirm-seeds",
-        type=_not_negative,
+        type=not_negative,
         default=DEFAULT_CONFIRM_SEEDS,
         metavar="K",
         help="as discover's",
