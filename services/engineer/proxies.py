@@ -8,15 +8,18 @@ What this module guarantees:
   numbers.
 - Deterministic for a seed: each proxy builds its own model after torch.manual_seed(budget.seed) and the
   batch comes from a generator seeded with it. Training reseeds itself, so its numbers do not change.
-  The corpus comes from the caller's loader, which the worker shares with training (loading it is the
-  slow part: about 0.8 s, mostly listing the standard library's files).
+  The corpus comes from the caller's loader, which the worker shares with training (0.13 s to load).
 - `measure_proxies` never raises and never returns a non-finite number: a proxy that raises or gives
   NaN/inf is left out of the map and named, with the reason, in the message of the check
   "functional.proxies", which always passes (a proxy never fails an evaluation). The check's
   measurements hold every value and "<name>_seconds", the seconds each took, model building included.
-- Each proxy takes well under a second at the `cpu` budget on 2 cores (docs/benchmarks.md,
-  "Zero-cost proxies"); their values are comparable within one budget only (jacob_cov grows with
-  the batch size, output_rank is a share of d_model).
+- Each proxy takes well under a second at the `cpu` budget on 2 cores not loaded by others
+  (docs/benchmarks.md, "Zero-cost proxies"); their values are comparable within one budget only
+  (jacob_cov grows with the batch size, output_rank is a share of d_model).
+
+Reading them: in their papers a higher output_rank, loss_slope or jacob_cov marks a more trainable
+layer, and grad_norm has no agreed direction; whether any of that holds here is what their Spearman
+rho against rung-1 val_loss says (`asiarch bench discovery`).
 
 It runs candidate code, so only the sandboxed worker (asiarch.engineer.worker) calls it.
 """
