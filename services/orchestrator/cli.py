@@ -103,6 +103,7 @@ def _run_metadata(
             "confirm_seeds": args.confirm_seeds,
             "proxy_filter": args.proxy_filter,
             "proxy": args.proxy,
+            "self_heal": args.self_heal,
         },
         "message": "",
     }
@@ -135,6 +136,7 @@ async def _run_discovery(
         run_dir=run_dir,
         proxy_filter=args.proxy_filter,
         proxy=args.proxy,
+        self_heal=args.self_heal,
     )
     display = RichDisplay()
     try:
@@ -380,6 +382,13 @@ def _add_training_options(cmd: argparse.ArgumentParser) -> None:
         default="loss_slope",
         metavar="NAME",
         help="the zero-cost proxy --proxy-filter ranks by, as the engineer names it (default: %(default)s)",
+    )
+    cmd.add_argument(
+        "--no-self-heal",
+        dest="self_heal",
+        action="store_false",
+        help="record a proposal that fails its checks FAILED at once (no training slot, no repair) "
+        "instead of sending it to the engineer's self-healing",
     )
 
 

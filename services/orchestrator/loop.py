@@ -89,6 +89,10 @@ class Options:
     proxy_filter: float = 0.0  # share of the validated proposals a trusted proxy skips; 0: off
     proxy: str = "loss_slope"  # the zero-cost proxy (ValidateResponse.proxies) that ranks them
     service_pids: tuple[int, ...] = ()  # local service processes whose CPU time stats.json reports
+    # A proposal that fails Validate goes to Evaluate, whose self-healing (ASI-Arch's debugger: the researcher
+    # repairs, the checks run again) may save it and trains only what passes; False: it is recorded FAILED at
+    # once and counted as rejected (cheap, but no repair).
+    self_heal: bool = True
 
     def __post_init__(self) -> None:
         if not 0 <= self.proxy_filter < 1:
@@ -695,6 +699,9 @@ class Discovery:
         checked = await self.validate(pending)
         if checked.rejection is None:
             return Job(pending, checked=checked)
+        if self.options.self_heal:  # Evaluate repairs it (and trains nothing unless a repair passes)
+            self.display.note(f"{experiment_id}: {checked.rejection.failure_reason}; sent for repair")
+            return Job(pending, checked=Checked(None, checked.checks, checked.proxies))
         if checked.rejection.failed_stage == common_pb2.EVALUATION_STAGE_STATIC_CHECKS:
             stats.rejected.static += 1
         else:

@@ -148,7 +148,7 @@ def below_the_bar() -> list[Any]:
 async def test_proposals_failing_their_checks_are_recorded_failed_and_never_trained() -> None:
     # --parallel 4 with enough parents for four slots (as many as there are selectable experiments).
     loop, analyst, engineer, _, _ = discovery(
-        ["STATIC", "FUNCTIONAL", "SLOW", "proxy=1"], below_the_bar(), parallel=4
+        ["STATIC", "FUNCTIONAL", "SLOW", "proxy=1"], below_the_bar(), parallel=4, self_heal=False
     )
     stats = await loop.run_cycle(1)
     slots = [analyst.stored[candidate_id("r", 1, slot)] for slot in range(4)]
@@ -165,6 +165,14 @@ async def test_proposals_failing_their_checks_are_recorded_failed_and_never_trai
     )
     assert (stats.proposals, stats.evaluated, stats.valid) == (4, 2, 2)
     assert (stats.rejected.static, stats.rejected.functional, stats.rejected.proxy) == (1, 1, 0)
+
+
+async def test_by_default_a_proposal_failing_its_checks_goes_to_the_engineers_self_healing() -> None:
+    loop, _, engineer, _, notes = discovery(["FUNCTIONAL", "proxy=1"], below_the_bar(), parallel=2)
+    stats = await loop.run_cycle(1)
+    assert any("FUNCTIONAL" in source for source in engineer.evaluated) and len(engineer.evaluated) == 2
+    assert (stats.rejected.static, stats.rejected.functional, stats.evaluated) == (0, 0, 2)
+    assert any(n.endswith("functional.causal: no; sent for repair") for n in notes.notes)
 
 
 async def test_below_its_bar_the_proxy_filter_records_and_filters_nothing_and_says_why_once() -> None:
@@ -193,7 +201,7 @@ def above_the_bar() -> list[Any]:
 async def test_above_its_bar_the_proxy_filter_trains_the_top_and_records_the_rest_as_skipped() -> None:
     marks = ["proxy=0.3", "proxy=0.9", "proxy=0.1", "proxy=0.7", "STATIC"]
     loop, analyst, engineer, researcher, notes = discovery(
-        marks, above_the_bar(), parallel=2, proxy_filter=0.6
+        marks, above_the_bar(), parallel=2, proxy_filter=0.6, self_heal=False
     )
     stats = await loop.run_cycle(1)
     # 2 / (1 - 0.6) = 5 proposals checked for 2 training slots; the two best by loss_slope train.
@@ -253,7 +261,7 @@ async def test_the_next_cycle_is_proposed_and_checked_while_this_one_trains() ->
 
 async def test_stats_json_holds_a_line_per_cycle_and_a_resumed_run_appends_to_it(tmp_path: Path) -> None:
     loop, analyst, *_ = discovery(
-        ["proxy=1", "STATIC"], below_the_bar(), cycles=2, parallel=2, run_dir=tmp_path
+        ["proxy=1", "STATIC"], below_the_bar(), cycles=2, parallel=2, run_dir=tmp_path, self_heal=False
     )
     assert await loop.run() == 2
     data = json.loads((tmp_path / "stats.json").read_text())
