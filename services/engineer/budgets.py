@@ -42,7 +42,7 @@ FP32 = "fp32"
 BF16_AUTOCAST = "bf16-autocast"
 PRECISIONS = (FP32, BF16_AUTOCAST)
 # The contract's BudgetPreset names.
-SMOKE, CPU, GPU = "smoke", "cpu", "gpu"
+SMOKE, CPU, GPU, SMALL = "smoke", "cpu", "gpu", "small"
 DEFAULT_PRESET = CPU
 # Rung 2 trains longer on the same sizes (successive halving promotes the best).
 RUNG_STEP_FACTOR = {1: 1, 2: 4}
@@ -109,6 +109,26 @@ PRESETS: dict[str, Preset] = {
         mqar_settings=((32, 2), (32, 4), (64, 4)),
         eval_batches=2,
         # bf16 autocast gave the same numbers in the same time here (docs/benchmarks.md); fp32 matches `cpu`.
+        precision=FP32,
+    ),
+    # The cpu budget's model at fewer steps with a shorter recall task: many candidates per CPU-hour. Its
+    # noise floor is measured (docs/baselines.md); the discovery benchmark runs at it (docs/discovery.md).
+    SMALL: Preset(
+        train_steps=150,
+        batch_size=8,
+        seq_len=128,
+        d_model=64,
+        n_layers=2,
+        n_heads=4,
+        learning_rate=2e-3,
+        wall_clock_seconds=300.0,
+        max_parameters=5_000_000,
+        mqar_steps=300,
+        mqar_batch_size=32,
+        mqar_learning_rate=3e-3,
+        mqar_vocab=64,
+        mqar_settings=((32, 2), (32, 4), (64, 4)),
+        eval_batches=8,
         precision=FP32,
     ),
     # The default: one candidate's first rung in about two minutes on 2 cores.

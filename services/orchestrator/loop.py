@@ -93,6 +93,10 @@ class Options:
     # repairs, the checks run again) may save it and trains only what passes; False: it is recorded FAILED at
     # once and counted as rejected (cheap, but no repair).
     self_heal: bool = True
+    # Runs whose unrepaired evaluations (baselines, seeds, replicates) this run copies instead of training
+    # again when the same experiment there trained the same source at the same budget, seed and rung
+    # (`same_training`); the benchmark's paired runs share their yardsticks this way.
+    reuse_from: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not 0 <= self.proxy_filter < 1:
@@ -118,6 +122,27 @@ def _now() -> Any:
     stamp = common_pb2.Experiment().created_at
     stamp.FromDatetime(datetime.now(UTC))
     return stamp
+
+
+def same_training(donor: common_pb2.Experiment, request: engineer_pb2.EvaluateRequest) -> bool:
+    """Whether `donor` succeeded training exactly what an unrepaired `request` asks for: the same source
+    and class, and a budget resolved from the same preset, seed and rung (and precision and device where the
+    request names them). Overrides are not compared: the loop never sends any."""
+    evaluation, asked = donor.evaluation, request.budget
+    source = evaluation.final_source if evaluation.final_source.module_source else donor.proposal.source
+    ran = evaluation.budget
+    return (
+        donor.status == SUCCEEDED
+        and evaluation.status == common_pb2.EVALUATION_STATUS_SUCCEEDED
+        and not evaluation.repairs
+        and source.module_source == request.proposal.source.module_source
+        and source.class_name == request.proposal.source.class_name
+        and ran.preset == asked.preset
+        and ran.seed == asked.seed
+        and ran.rung == max(asked.rung, 1)
+        and (not asked.precision or ran.precision == asked.precision)
+        and (not asked.device or ran.device == asked.device)
+    )
 
 
 def candidate_id(run_id: str, cycle: int, slot: int) -> str:
@@ -233,6 +258,7 @@ class Discovery:
         # engineer a slot more than --parallel for them).
         self._checking = asyncio.Semaphore(max(1, len(stubs.engineers)))
         self.engineer_seconds = 0.0  # in Evaluate calls, since the start
+        self.reused = 0  # evaluations copied from another run (Options.reuse_from), since the start
         self._proxy_state = ""  # "on" or "off" once said: said again only when it changes
         self._cycle_end: float | None = None  # unix time the last cycle ended, in this invocation
         self._cpu_mark: float | None = None  # the local services' CPU seconds then
@@ -309,12 +335,28 @@ class Discovery:
         request = engineer_pb2.EvaluateRequest(experiment_id=experiment_id, proposal=proposal, budget=budget)
         if not repairable:
             request.max_repairs = 0
+            if promote_below is None and (reused := await self._reused(request)) is not None:
+                return reused
         async with self._training:
             started = time.monotonic()
             try:
                 return await self._evaluate(request)
             finally:
                 self.engineer_seconds += time.monotonic() - started
+
+    async def _reused(self, request: engineer_pb2.EvaluateRequest) -> common_pb2.Evaluation | None:
+        """The evaluation of the same experiment (the same id after the run id) in a run of `reuse_from`,
+        copied, when it trained what `request` would train; None otherwise."""
+        suffix = request.experiment_id.removeprefix(self.options.run_id)
+        for run_id in self.options.reuse_from:
+            donor = await self.get(run_id + suffix) if run_id != self.options.run_id else None
+            if donor is not None and same_training(donor, request):
+                evaluation = common_pb2.Evaluation()
+                evaluation.CopyFrom(donor.evaluation)
+                evaluation.reused_from = donor.evaluation.reused_from or donor.id
+                self.reused += 1
+                return evaluation
+        return None
 
     async def _evaluate(self, request: engineer_pb2.EvaluateRequest) -> common_pb2.Evaluation:
         engineer, experiment_id = self._engineer(), request.experiment_id
@@ -754,9 +796,10 @@ class Discovery:
             if e.evaluation.metrics.HasField("val_loss")
         ]
         promote_below = min(losses, default=None) if self.options.promote else None
-        before = self.engineer_seconds
+        before, reused = self.engineer_seconds, self.reused
         await self._bounded([self._train(job, by_id, promote_below, prepared.stats) for job in prepared.jobs])
         prepared.stats.engineer_seconds += self.engineer_seconds - before
+        prepared.stats.reused += self.reused - reused
 
     async def _train(
         self,

@@ -13,7 +13,11 @@ What this module guarantees:
                  "proposals": int, "duplicates": int,
                  "rejected": {"static": int, "functional": int, "proxy": int},
                  "evaluated": int, "valid": int, "confirmations": int, "confirmed": int,
-                 "best_confirmed_improvement": float | null, "cpu_seconds": float | null}]}
+                 "best_confirmed_improvement": float | null, "cpu_seconds": float | null,
+                 "reused": int}]}
+
+`reused` (added within version 1; absent in older files, read as 0) counts the cycle's evaluations copied
+from another run instead of trained (`Options.reuse_from`: baselines' and replicates' twins).
 
 A cycle's time is its own stretch of the run: from the end of the cycle before (its proposals were
 prepared while that one trained) or, for the first cycle of an invocation, from when its preparation
@@ -71,6 +75,7 @@ class CycleStats:
     confirmed: int = 0
     best_confirmed_improvement: float | None = None  # nats/token, over the run so far
     cpu_seconds: float | None = None  # the local services' CPU time in the cycle; None: not measured
+    reused: int = 0  # evaluations copied from a twin in another run (Options.reuse_from), not trained
 
     @classmethod
     def from_json(cls, entry: dict[str, Any]) -> CycleStats:

@@ -83,7 +83,7 @@ def test_help_lists_defaults_and_choices_of_discover() -> None:
     text = " ".join(done.stdout.split())
     strategies = ", ".join(info.name for info in list_strategies())
     assert f"{strategies} (default: asi-arch)" in text
-    assert "smoke, cpu, gpu (default: cpu)" in text
+    assert "smoke, cpu, gpu, small (default: cpu)" in text
     assert "(default: 3)" in text and "none, local, tgi, openai" in text
 
 

@@ -23,7 +23,7 @@ def test_every_defined_enum_value_has_one_option_name(names, enum) -> None:
 
 
 def test_the_names_people_type() -> None:
-    assert list(contract.budget_presets()) == ["smoke", "cpu", "gpu"]
+    assert list(contract.budget_presets()) == ["smoke", "cpu", "gpu", "small"]
     assert list(contract.precisions()) == ["fp32", "bf16-autocast"]
     assert contract.preset_name(common_pb2.BUDGET_PRESET_GPU) == "gpu"
     assert contract.preset_name(common_pb2.BUDGET_PRESET_UNSPECIFIED) == "unspecified"

@@ -69,6 +69,6 @@ def test_the_engineers_default_preset_is_one_of_the_contracts_with_the_same_erro
     with pytest.raises(ConfigError) as caught:
         load_settings(EngineerSettings, engineer_default_budget="huge")
     assert str(caught.value) == (
-        "invalid configuration: ASIARCH_ENGINEER_DEFAULT_BUDGET: Input should be 'smoke', 'cpu' or 'gpu' "
-        "(got 'huge')"
+        "invalid configuration: ASIARCH_ENGINEER_DEFAULT_BUDGET: "
+        "Input should be 'smoke', 'cpu', 'gpu' or 'small' (got 'huge')"
     )

@@ -93,7 +93,7 @@ def refused(run_dir: Path, *args: str, env: dict[str, str] | None = None) -> str
     ("flag", "value", "valid"),
     [
         ("--strategy", "nope", [info.name for info in list_strategies()]),
-        ("--budget", "nope", ["smoke", "cpu", "gpu"]),
+        ("--budget", "nope", ["smoke", "cpu", "gpu", "small"]),
         ("--llm", "nope", [backend.value for backend in Backend]),
         ("--mode", "nope", ["code", "dsl"]),
         ("--device", "tpu", ["'cpu'", "'cuda'", "'cuda:N'"]),

@@ -217,3 +217,61 @@ async def test_a_design_proposed_again_and_again_reuses_the_stored_evaluation() 
     assert len(researcher.seeds) == 4  # the first answer and three more tries
     assert not engineer.requests  # nothing is trained twice: the store answers
     assert analyst.stored["r.c0001.0"].evaluation.device == "measured"
+
+
+def _trained(run_id: str, seed: int, source: str, *, ok: bool = True) -> common_pb2.Experiment:
+    """A baseline of run `run_id` trained at smoke, rung 1, `seed`, on `source`."""
+    experiment = common_pb2.Experiment(
+        id=f"{run_id}.base.deltanet",
+        run_id=run_id,
+        name="deltanet",
+        is_baseline=True,
+        status=common_pb2.EXPERIMENT_STATUS_SUCCEEDED if ok else common_pb2.EXPERIMENT_STATUS_FAILED,
+    )
+    experiment.proposal.source.module_source = source
+    experiment.proposal.source.class_name = "DeltaNet"
+    evaluation = experiment.evaluation
+    evaluation.status = common_pb2.EVALUATION_STATUS_SUCCEEDED if ok else common_pb2.EVALUATION_STATUS_FAILED
+    evaluation.budget.preset, evaluation.budget.seed, evaluation.budget.rung = (
+        common_pb2.BUDGET_PRESET_SMOKE,
+        seed,
+        1,
+    )
+    evaluation.metrics.val_loss = 2.5
+    return experiment
+
+
+async def test_a_baseline_trained_identically_in_another_run_is_copied_and_says_so() -> None:
+    engineer = RecordingEngineer()
+    analyst = ConfirmingAnalyst([_trained("a", 0, "class DeltaNet: ...")])
+    loop = Discovery(
+        Options(run_id="b", budget="smoke", reuse_from=("a",)),
+        Stubs(selector=None, researcher=None, engineers=[engineer], analyst=analyst),
+        QuietDisplay(),
+    )
+    proposal = common_pb2.Proposal(name="deltanet", generator="baseline")
+    proposal.source.module_source, proposal.source.class_name = "class DeltaNet: ...", "DeltaNet"
+    await loop._baseline(proposal)
+    assert not engineer.requests
+    copied = analyst.stored["b.base.deltanet"]
+    assert copied.evaluation.reused_from == "a.base.deltanet"
+    assert copied.evaluation.metrics.val_loss == 2.5
+    assert loop.reused == 1
+
+
+async def test_a_twin_that_trained_anything_else_is_not_copied() -> None:
+    proposal = common_pb2.Proposal(name="deltanet", generator="baseline")
+    proposal.source.module_source, proposal.source.class_name = "class DeltaNet: ...", "DeltaNet"
+    for donor, seed in [
+        (_trained("a", 0, "class DeltaNet: pass"), 0),  # another source
+        (_trained("a", 0, "class DeltaNet: ..."), 1),  # another seed
+        (_trained("a", 0, "class DeltaNet: ...", ok=False), 0),  # it failed
+    ]:
+        engineer = RecordingEngineer()
+        loop = Discovery(
+            Options(run_id="b", budget="smoke", seed=seed, reuse_from=("a",)),
+            Stubs(selector=None, researcher=None, engineers=[engineer], analyst=ConfirmingAnalyst([donor])),
+            QuietDisplay(),
+        )
+        await loop._baseline(proposal)
+        assert len(engineer.requests) == 1 and loop.reused == 0

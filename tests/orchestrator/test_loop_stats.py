@@ -276,6 +276,7 @@ async def test_stats_json_holds_a_line_per_cycle_and_a_resumed_run_appends_to_it
     assert list(first) == [
         "cycle", "started", "wall_seconds", "engineer_seconds", "proposals", "duplicates", "rejected",
         "evaluated", "valid", "confirmations", "confirmed", "best_confirmed_improvement", "cpu_seconds",
+        "reused",
     ]  # fmt: skip
     assert [c["cycle"] for c in data["cycles"]] == [1, 2]
     assert first["rejected"] == {"static": 1, "functional": 0, "proxy": 0}

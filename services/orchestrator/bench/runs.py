@@ -200,6 +200,9 @@ class Bench:
             confirm_seeds=plan.confirm_seeds,
             run_dir=plan.run_dir(strategy, index),
             service_pids=(os.getpid(), *(pid for pid in self.pids.values() if pid)),
+            # The runs train the same baselines (and often the same replicates) at the same seeds: each is
+            # trained once in the benchmark and copied by the others (deterministic on a CPU).
+            reuse_from=tuple(plan.run_id(s, i) for s, i in plan.order() if (s, i) != (strategy, index)),
         )
 
 

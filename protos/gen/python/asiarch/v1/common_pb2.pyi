@@ -32,6 +32,7 @@ class BudgetPreset(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     BUDGET_PRESET_SMOKE: _ClassVar[BudgetPreset]
     BUDGET_PRESET_CPU: _ClassVar[BudgetPreset]
     BUDGET_PRESET_GPU: _ClassVar[BudgetPreset]
+    BUDGET_PRESET_SMALL: _ClassVar[BudgetPreset]
 
 class Precision(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -89,6 +90,7 @@ BUDGET_PRESET_UNSPECIFIED: BudgetPreset
 BUDGET_PRESET_SMOKE: BudgetPreset
 BUDGET_PRESET_CPU: BudgetPreset
 BUDGET_PRESET_GPU: BudgetPreset
+BUDGET_PRESET_SMALL: BudgetPreset
 PRECISION_UNSPECIFIED: Precision
 PRECISION_FP32: Precision
 PRECISION_BF16_AUTOCAST: Precision
@@ -290,7 +292,7 @@ class RepairAttempt(_message.Message):
     def __init__(self, attempt: _Optional[int] = ..., failed_stage: _Optional[_Union[EvaluationStage, str]] = ..., error: _Optional[str] = ..., summary: _Optional[str] = ..., patch: _Optional[str] = ..., succeeded: _Optional[bool] = ..., repaired_by: _Optional[str] = ...) -> None: ...
 
 class Evaluation(_message.Message):
-    __slots__ = ("status", "failed_stage", "failure_reason", "checks", "metrics", "repairs", "final_source", "budget", "device", "wall_seconds", "started_at", "finished_at", "engineer_version")
+    __slots__ = ("status", "failed_stage", "failure_reason", "checks", "metrics", "repairs", "final_source", "budget", "device", "wall_seconds", "started_at", "finished_at", "engineer_version", "reused_from")
     STATUS_FIELD_NUMBER: _ClassVar[int]
     FAILED_STAGE_FIELD_NUMBER: _ClassVar[int]
     FAILURE_REASON_FIELD_NUMBER: _ClassVar[int]
@@ -304,6 +306,7 @@ class Evaluation(_message.Message):
     STARTED_AT_FIELD_NUMBER: _ClassVar[int]
     FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
     ENGINEER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    REUSED_FROM_FIELD_NUMBER: _ClassVar[int]
     status: EvaluationStatus
     failed_stage: EvaluationStage
     failure_reason: str
@@ -317,7 +320,8 @@ class Evaluation(_message.Message):
     started_at: _timestamp_pb2.Timestamp
     finished_at: _timestamp_pb2.Timestamp
     engineer_version: str
-    def __init__(self, status: _Optional[_Union[EvaluationStatus, str]] = ..., failed_stage: _Optional[_Union[EvaluationStage, str]] = ..., failure_reason: _Optional[str] = ..., checks: _Optional[_Iterable[_Union[CheckResult, _Mapping]]] = ..., metrics: _Optional[_Union[Metrics, _Mapping]] = ..., repairs: _Optional[_Iterable[_Union[RepairAttempt, _Mapping]]] = ..., final_source: _Optional[_Union[ArchitectureSource, _Mapping]] = ..., budget: _Optional[_Union[Budget, _Mapping]] = ..., device: _Optional[str] = ..., wall_seconds: _Optional[float] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., engineer_version: _Optional[str] = ...) -> None: ...
+    reused_from: str
+    def __init__(self, status: _Optional[_Union[EvaluationStatus, str]] = ..., failed_stage: _Optional[_Union[EvaluationStage, str]] = ..., failure_reason: _Optional[str] = ..., checks: _Optional[_Iterable[_Union[CheckResult, _Mapping]]] = ..., metrics: _Optional[_Union[Metrics, _Mapping]] = ..., repairs: _Optional[_Iterable[_Union[RepairAttempt, _Mapping]]] = ..., final_source: _Optional[_Union[ArchitectureSource, _Mapping]] = ..., budget: _Optional[_Union[Budget, _Mapping]] = ..., device: _Optional[str] = ..., wall_seconds: _Optional[float] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., engineer_version: _Optional[str] = ..., reused_from: _Optional[str] = ...) -> None: ...
 
 class JudgeScores(_message.Message):
     __slots__ = ("performance", "innovation", "complexity", "rationale", "judged_by")
