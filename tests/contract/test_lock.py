@@ -125,8 +125,29 @@ def _owners() -> dict[str, list[str]]:
     return importlib.metadata.packages_distributions()
 
 
+@functools.cache
+def _files(distribution: str) -> tuple[str, ...]:
+    return tuple(str(f) for f in importlib.metadata.distribution(distribution).files or ())
+
+
+def _owners_of(module: str) -> list[str]:
+    """The distributions that provide `module`: for a namespace package several share the top name
+    (`google` has protobuf, google-auth, …), so the deepest folder or file of the dotted name decides."""
+    parts = module.split(".")
+    owners = _owners().get(parts[0], [f"<no installed package: {parts[0]}>"])
+    for depth in range(len(parts), 1, -1):
+        if len(owners) <= 1:
+            break
+        prefix = "/".join(parts[:depth])
+        shipping = [
+            d for d in owners if any(f.startswith(prefix + "/") or f == prefix + ".py" for f in _files(d))
+        ]
+        if shipping:
+            return shipping
+    return owners
+
+
 def _imported_distributions(path: Path) -> set[str]:
-    owners = _owners()
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
@@ -135,10 +156,11 @@ def _imported_distributions(path: Path) -> set[str]:
             names = [node.module]
         else:
             continue
-        for top in {name.split(".")[0] for name in names}:
+        for name in names:
+            top = name.split(".")[0]
             if top in sys.stdlib_module_names or top in LOCAL_TEST_MODULES or top == PROJECT:
                 continue
-            found |= {canonicalize_name(d) for d in owners.get(top, [f"<no installed package: {top}>"])}
+            found |= {canonicalize_name(d) for d in _owners_of(name)}
     return found
 
 
