@@ -116,7 +116,7 @@ async def _run_discovery(
 ) -> int:
     """The loop on the run's services, then the leaderboard and the report; run.json says how it ended."""
     from asiarch.orchestrator.loop import Discovery, Options
-    from asiarch.orchestrator.progress import RichDisplay
+    from asiarch.orchestrator.progress import RichDisplay, RunProgress
     from asiarch.orchestrator.services import services
 
     run_id, run_dir = record.metadata["run_id"], record.run_dir
@@ -144,8 +144,14 @@ async def _run_discovery(
             # The services started here are the ones whose CPU time each cycle's stats report.
             pids = tuple(pid for pid in record.metadata.get("local_pids", {}).values() if pid)
             options = dataclasses.replace(options, service_pids=pids)
+            line = RunProgress(display, options)
+
+            async def cycle_done(cycle: int, proposed: dict[str, int]) -> None:
+                await record.cycle_done(cycle, proposed)
+                await line.cycle_done(cycle, proposed)
+
             with display:
-                ran = await Discovery(options, stubs, display, on_cycle=record.cycle_done).run()
+                ran = await Discovery(options, stubs, display, on_cycle=cycle_done).run()
             display.note(f"run {run_id}: {ran} cycle(s) this time; results in {run_dir}")
             await _summarise(analyst, run_dir, display)
             record.save(state="finished")

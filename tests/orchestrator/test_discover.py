@@ -8,6 +8,7 @@ import asyncio
 import importlib.util
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -242,6 +243,9 @@ def test_the_run_is_described_on_disk_and_on_screen(first_run: FirstRun) -> None
     assert "Leaderboard of run e2e" in first_run.output
     assert f"report: {(first_run.run_dir / 'report.html').resolve()}" in first_run.output
     assert "cycle 2: parents" in first_run.output
+    # The run-level line after each cycle (a plain line off a terminal), the ETA from measured cycles.
+    assert re.search(r"cycle 1 of 2 done in \d+ s; best confirmed .+ · about .+ left", first_run.output)
+    assert re.search(r"cycle 2 of 2 done in \d+ s; best confirmed .+ · about 0 s left", first_run.output)
     assert (first_run.run_dir / "report.html").exists()
 
 
