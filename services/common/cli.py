@@ -9,7 +9,8 @@ It also holds what the commands share to parse their arguments: the valid
 values of enumerated options, asked of their owner (the contract's enums, the
 LLM settings) only when a value is checked or listed, so that building the
 parser, which every command and every service start does, loads nothing of
-theirs; and the help formatter that shows each option's default.
+theirs; and the help formatter that shows each option's default. Every command traces its calls when
+the OTEL_* variables turn tracing on (asiarch.common.tracing), as `asiarch-<command>`.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any, overload
 
-from asiarch.common import health_check
+from asiarch.common import health_check, tracing
 from asiarch.common.config import env_name, load_settings
 from asiarch.common.contract import budget_presets, precisions, proposal_modes
 from asiarch.common.errors import ConfigError
@@ -276,12 +277,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command != "serve":  # a service names its own traces when it starts serving
+            tracing.configure(args.command)
         return int(args.run(args) or 0)
     except ConfigError as exc:
         print(f"asiarch: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except KeyboardInterrupt:
         return 130
+    finally:
+        tracing.shutdown()  # the spans still buffered are exported before the process ends
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ calling another service, the orchestrator, health checks): each outgoing call
 then carries the incoming request id, the bearer token, and a timeout no
 longer than what is left of the incoming call's deadline (minus a margin for
 the work that follows the downstream call), and the channel speaks TLS, with a
-client certificate for mTLS, as ASIARCH_TLS_* say (`channel_credentials`).
+client certificate for mTLS, as ASIARCH_TLS_* say (`channel_credentials`). With tracing on
+(asiarch.common.tracing), each call is also a client span whose W3C `traceparent` goes with it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 import grpc
 
+from asiarch.common import tracing
 from asiarch.common.config import TLSSettings, load_settings
 from asiarch.common.context import (
     AUTHORIZATION_HEADER,
@@ -144,9 +146,11 @@ def open_channel(
     `address` is "host:port" or any gRPC target; calls are spread round-robin
     over every server the target resolves to.
     """
-    interceptors = [
+    # Ours first (outermost): a call refused for lack of time never opens a span.
+    interceptors: list[grpc.aio.ClientInterceptor] = [
         cls(auth_token, deadline_margin) for cls in (_UnaryUnary, _UnaryStream, _StreamUnary, _StreamStream)
     ]
+    interceptors += tracing.client_interceptors()
     options = channel_options(max_message_mb)
     credentials = channel_credentials(tls)
     if credentials is None:

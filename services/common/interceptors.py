@@ -26,13 +26,14 @@ import inspect
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import pydantic
 import structlog
 from google.protobuf.message import Message
 
+from asiarch.common import tracing
 from asiarch.common.context import (
     AUTHORIZATION_HEADER,
     REQUEST_ID_HEADER,
@@ -42,6 +43,9 @@ from asiarch.common.context import (
 )
 from asiarch.common.errors import InvalidArgument, ServiceError, Unauthenticated, Unavailable, status_details
 from asiarch.common.fields import check_fields
+
+if TYPE_CHECKING:
+    from asiarch.common.metrics import Call, RpcMetrics
 
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
 REFLECTION_PREFIX = "/grpc.reflection."
@@ -109,10 +113,12 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         auth_token: str | None = None,
         admission: Admission | None = None,
         public_reflection: grpc.RpcMethodHandler | None = None,
+        metrics: RpcMetrics | None = None,
     ) -> None:
         self._auth_token = auth_token.encode() if auth_token else None
         self._admission = admission or Admission()
         self._public_reflection = public_reflection
+        self._metrics = metrics
 
     async def intercept_service(
         self,
@@ -121,6 +127,8 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
     ) -> grpc.RpcMethodHandler | None:
         handler = await continuation(handler_call_details)
         if handler is None:  # unknown method: grpc answers UNIMPLEMENTED itself
+            if self._metrics is not None:
+                self._metrics.unimplemented()
             return None
         method = handler_call_details.method
         metadata = {key: value for key, value in handler_call_details.invocation_metadata or ()}
@@ -130,7 +138,11 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                 self._check_auth(metadata)
             except Unauthenticated:
                 handler, public = self._public_reflection, True
-        return _wrap_handler(handler, lambda context: self._call_scope(method, metadata, context, public))
+        # Counted from here: a call gRPC then refuses without running the handler is counted too.
+        call = self._metrics.call(method, handler) if self._metrics is not None else None
+        return _wrap_handler(
+            handler, lambda context: self._call_scope(method, metadata, context, public, call)
+        )
 
     def _check_auth(self, metadata: dict[str, Any]) -> None:
         if self._auth_token is None:
@@ -143,17 +155,25 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
 
     @asynccontextmanager
     async def _call_scope(
-        self, method: str, metadata: dict[str, Any], context: grpc.aio.ServicerContext, public: bool
+        self,
+        method: str,
+        metadata: dict[str, Any],
+        context: grpc.aio.ServicerContext,
+        public: bool,
+        call: Call | None = None,
     ) -> AsyncIterator[None]:
         """Runs one call: `public` calls (health, and reflection reduced to it) need no token and are
         admitted during shutdown, so probes see NOT_SERVING rather than an error."""
         given = metadata.get(REQUEST_ID_HEADER)
         request_id = given[:MAX_REQUEST_ID_LENGTH] if isinstance(given, str) and given else new_request_id()
         tokens = enter_call(request_id, context.time_remaining())
+        tracing.tag_request(request_id)
         structlog.contextvars.bind_contextvars(request_id=request_id, method=method, peer=context.peer())
         context.set_trailing_metadata(((REQUEST_ID_HEADER, request_id),))
         started = time.perf_counter()
         code = grpc.StatusCode.OK
+        if call is not None:
+            call.begin()
         try:
             if not public:
                 self._check_auth(metadata)
@@ -183,6 +203,8 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             quiet = method.startswith((HEALTH_PREFIX, REFLECTION_PREFIX)) and code == grpc.StatusCode.OK
             emit = log.debug if quiet else log.info
             emit("rpc", status=code.name, duration_ms=duration_ms)
+            if call is not None:
+                call.end(code)
             structlog.contextvars.unbind_contextvars("request_id", "method", "peer")
             exit_call(tokens)
 

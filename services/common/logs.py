@@ -2,7 +2,8 @@
 
 Request-scoped values (request id, method, peer) live in structlog's context
 variables, so every log line written while a call is handled carries them
-without being passed around.
+without being passed around. A line written while an OpenTelemetry span is current carries its
+`trace_id` and `span_id` (hex, as trace viewers show them), so the lines of a call and its trace join.
 """
 
 from __future__ import annotations
@@ -12,8 +13,18 @@ import sys
 from typing import Any
 
 import structlog
+from opentelemetry import trace
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+
+def add_trace_ids(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+    """The current span's trace and span ids (none outside a span, or with tracing off)."""
+    span = trace.get_current_span().get_span_context()
+    if span.is_valid:
+        event.setdefault("trace_id", trace.format_trace_id(span.trace_id))
+        event.setdefault("span_id", trace.format_span_id(span.span_id))
+    return event
 
 
 def configure_logging(level: str = "info", fmt: str = "json", service: str | None = None) -> None:
@@ -24,6 +35,7 @@ def configure_logging(level: str = "info", fmt: str = "json", service: str | Non
     )
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        add_trace_ids,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),

@@ -2,7 +2,8 @@
 
 A service describes itself with a `ServiceDefinition` (name, default port and
 a lifespan that registers its servicers); `serve` does the rest: the aio
-server with message-size and concurrency limits and the interceptor, TLS or
+server with message-size and concurrency limits and the interceptor (behind OpenTelemetry's when the
+OTEL_* variables turn tracing on: asiarch.common.tracing), TLS or
 mTLS from ASIARCH_TLS_*, the standard health service, server reflection,
 SIGTERM/SIGINT handling and a graceful shutdown that cancels no call that
 can finish within the grace (calls it cannot take any more get UNAVAILABLE).
@@ -27,6 +28,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 from pydantic_settings import BaseSettings
 
+from asiarch.common import tracing
 from asiarch.common.config import ServerSettings
 from asiarch.common.errors import ConfigError
 from asiarch.common.interceptors import Admission, ServerInterceptor
@@ -103,7 +105,7 @@ def build_server(settings: ServerSettings, admission: Admission | None = None) -
         auth_token=token, admission=admission, public_reflection=_public_reflection() if token else None
     )
     return grpc.aio.server(
-        interceptors=[interceptor],
+        interceptors=[*tracing.server_interceptors(), interceptor],  # OTel outermost: ours runs in its span
         options=options,
         # Beyond it gRPC answers RESOURCE_EXHAUSTED before any handler runs: an overload is
         # refused at once instead of piling up calls that all become slow.
@@ -155,6 +157,7 @@ async def serve(
     cancels whatever is still running.
     """
     stop = stop or asyncio.Event()
+    tracing.configure(definition.name)  # before the lifespan: the channels it opens are traced too
     credentials = server_credentials(settings)  # before the lifespan: a bad file fails in a second
     admission = Admission()
     server = build_server(settings, admission)
@@ -187,6 +190,7 @@ async def serve(
             stop, lambda forced: _shut_down(server, health_servicer, admission, settings, forced)
         )
     log.info("stopped", service=definition.name)
+    tracing.shutdown()  # flush the spans still buffered
     return bound
 
 

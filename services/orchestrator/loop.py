@@ -23,7 +23,9 @@ With --proxy-filter SHARE, and only while the proxy's Spearman rho against rung-
 SHARE by the proxy as FAILED (skipped) instead of training them. The next cycle is prepared while this
 one trains (a lookahead of one cycle: its parents are chosen from what had finished when its
 preparation began), and --parallel N keeps up to N Evaluate calls in flight, confirmations included.
-After every cycle its numbers go to RUN_DIR/stats.json (asiarch.orchestrator.stats).
+After every cycle its numbers go to RUN_DIR/stats.json (asiarch.orchestrator.stats). With tracing on
+(asiarch.common.tracing), each cycle is one trace, rooted in a span `cycle N` that holds its calls, its
+preparation ahead of time included.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ import structlog
 from asiarch.common.cli import precision_value, proposal_mode_value
 from asiarch.common.contract import DEFAULT_CLASS_NAME, budget_presets
 from asiarch.common.source import SourceError, parse_source
+from asiarch.common.tracing import CycleSpans
 from asiarch.orchestrator.config import DEFAULT_BUDGET, DEFAULT_CONFIRM_SEEDS
 from asiarch.orchestrator.retry import retrying
 from asiarch.orchestrator.stats import (
@@ -590,11 +593,12 @@ class Discovery:
         self._cpu_mark = cpu_seconds(options.service_pids)
         done = 0
         ahead: asyncio.Task[Prepared] | None = None
+        spans = CycleSpans(options.run_id)  # with tracing on, a trace per cycle, its lookahead included
         try:
             while self.planned(cycle) and not self.out_of_time():
-                prepared = await ahead if ahead is not None else await self.prepare(cycle)
-                ahead = asyncio.create_task(self.prepare(cycle + 1)) if self.planned(cycle + 1) else None
-                numbers = await self.run_cycle(cycle, prepared)
+                prepared = await ahead if ahead is not None else await spans.run(cycle, self.prepare(cycle))
+                ahead = spans.task(cycle + 1, self.prepare(cycle + 1)) if self.planned(cycle + 1) else None
+                numbers = await spans.run(cycle, self.run_cycle(cycle, prepared), last=True)
                 if stats is not None and run_dir is not None:
                     stats.append(numbers, run_dir)
                 done += 1
@@ -605,6 +609,7 @@ class Discovery:
             if ahead is not None:  # out of time or stopped: what it recorded PENDING waits for --resume
                 ahead.cancel()
                 await asyncio.gather(ahead, return_exceptions=True)
+            spans.end_all()
         return done
 
     async def _check_strategy(self) -> None:
