@@ -26,7 +26,7 @@ import inspect
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 import pydantic
@@ -43,9 +43,6 @@ from asiarch.common.context import (
 )
 from asiarch.common.errors import InvalidArgument, ServiceError, Unauthenticated, Unavailable, status_details
 from asiarch.common.fields import check_fields
-
-if TYPE_CHECKING:
-    from asiarch.common.metrics import Call, RpcMetrics
 
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
 REFLECTION_PREFIX = "/grpc.reflection."
@@ -113,12 +110,10 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         auth_token: str | None = None,
         admission: Admission | None = None,
         public_reflection: grpc.RpcMethodHandler | None = None,
-        metrics: RpcMetrics | None = None,
     ) -> None:
         self._auth_token = auth_token.encode() if auth_token else None
         self._admission = admission or Admission()
         self._public_reflection = public_reflection
-        self._metrics = metrics
 
     async def intercept_service(
         self,
@@ -127,8 +122,6 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
     ) -> grpc.RpcMethodHandler | None:
         handler = await continuation(handler_call_details)
         if handler is None:  # unknown method: grpc answers UNIMPLEMENTED itself
-            if self._metrics is not None:
-                self._metrics.unimplemented()
             return None
         method = handler_call_details.method
         metadata = {key: value for key, value in handler_call_details.invocation_metadata or ()}
@@ -138,11 +131,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                 self._check_auth(metadata)
             except Unauthenticated:
                 handler, public = self._public_reflection, True
-        # Counted from here: a call gRPC then refuses without running the handler is counted too.
-        call = self._metrics.call(method, handler) if self._metrics is not None else None
-        return _wrap_handler(
-            handler, lambda context: self._call_scope(method, metadata, context, public, call)
-        )
+        return _wrap_handler(handler, lambda context: self._call_scope(method, metadata, context, public))
 
     def _check_auth(self, metadata: dict[str, Any]) -> None:
         if self._auth_token is None:
@@ -155,12 +144,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
 
     @asynccontextmanager
     async def _call_scope(
-        self,
-        method: str,
-        metadata: dict[str, Any],
-        context: grpc.aio.ServicerContext,
-        public: bool,
-        call: Call | None = None,
+        self, method: str, metadata: dict[str, Any], context: grpc.aio.ServicerContext, public: bool
     ) -> AsyncIterator[None]:
         """Runs one call: `public` calls (health, and reflection reduced to it) need no token and are
         admitted during shutdown, so probes see NOT_SERVING rather than an error."""
@@ -172,8 +156,6 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         context.set_trailing_metadata(((REQUEST_ID_HEADER, request_id),))
         started = time.perf_counter()
         code = grpc.StatusCode.OK
-        if call is not None:
-            call.begin()
         try:
             if not public:
                 self._check_auth(metadata)
@@ -203,8 +185,6 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             quiet = method.startswith((HEALTH_PREFIX, REFLECTION_PREFIX)) and code == grpc.StatusCode.OK
             emit = log.debug if quiet else log.info
             emit("rpc", status=code.name, duration_ms=duration_ms)
-            if call is not None:
-                call.end(code)
             structlog.contextvars.unbind_contextvars("request_id", "method", "peer")
             exit_call(tokens)
 
