@@ -118,6 +118,7 @@ async def _run_discovery(
     from asiarch.orchestrator.loop import Discovery, Options
     from asiarch.orchestrator.progress import RichDisplay, RunProgress
     from asiarch.orchestrator.services import services
+    from asiarch.orchestrator.tracking import live_tracking
 
     run_id, run_dir = record.metadata["run_id"], record.run_dir
     options = Options(
@@ -150,8 +151,10 @@ async def _run_discovery(
                 await record.cycle_done(cycle, proposed)
                 await line.cycle_done(cycle, proposed)
 
-            with display:
-                ran = await Discovery(options, stubs, display, on_cycle=cycle_done).run()
+            async with live_tracking(args.track, record.metadata, stubs, display, options) as tracking:
+                with display:
+                    shown, on_cycle = tracking.display(display), tracking.after_cycle(cycle_done)
+                    ran = await Discovery(options, stubs, shown, on_cycle=on_cycle).run()
             display.note(f"run {run_id}: {ran} cycle(s) this time; results in {run_dir}")
             await _summarise(analyst, run_dir, display)
             record.save(state="finished")
@@ -286,6 +289,7 @@ def check_strategy(strategy: str, selector_address: str | None) -> None:
 def register(commands: argparse._SubParsersAction) -> None:
     _register_discover(commands)
     _register_confirm(commands)
+    _register_export_runs(commands)
 
 
 def _register_discover(commands: argparse._SubParsersAction) -> None:
@@ -319,6 +323,12 @@ def _register_discover(commands: argparse._SubParsersAction) -> None:
             help=f"host:port of the {name} (default: $ASIARCH_{name.upper()}_ADDRESS, else a local one)",
         )
     add_engineers(cmd)
+    cmd.add_argument(
+        "--track",
+        choices=("mlflow",),
+        help="log each experiment as it is recorded to MLflow ($MLFLOW_TRACKING_URI, else "
+        "sqlite:///./mlruns/mlflow.db); a tracking failure is a warning, the run goes on",
+    )
     cmd.set_defaults(run=lambda args: asyncio.run(_discover(args)))
 
 
@@ -432,6 +442,34 @@ def _register_confirm(commands: argparse._SubParsersAction) -> None:
         "--engineer", action="append", help="host:port of an engineer (default: a local one)"
     )
     confirm.set_defaults(run=lambda args: asyncio.run(_confirm(args)))
+
+
+def _register_export_runs(commands: argparse._SubParsersAction) -> None:
+    cmd = commands.add_parser(
+        "export-runs",
+        help="log a run's experiments to an experiment tracker (MLflow)",
+        description=(
+            "Log every finished experiment of a run (replicates included) as one MLflow run, in an MLflow "
+            "experiment named after the run id, at $MLFLOW_TRACKING_URI (default: sqlite:///./mlruns/"
+            "mlflow.db). Again later, it logs only what is new or changed."
+        ),
+    )
+    cmd.add_argument("tracker", choices=("mlflow",), help="the tracker: %(choices)s")
+    cmd.add_argument(
+        "run_dir", nargs="?", type=Path, metavar="RUN_DIR", help="the run (default: the latest under runs/)"
+    )
+    cmd.add_argument(
+        "--analyst",
+        metavar="HOST:PORT",
+        help="the run's analyst (default: a running discover's, else a local one on the run directory)",
+    )
+
+    def run(args: argparse.Namespace) -> int:
+        from asiarch.orchestrator.tracking import export_command
+
+        return asyncio.run(export_command(args))
+
+    cmd.set_defaults(run=run)
 
 
 # --- options `import asi-arch` shares ---

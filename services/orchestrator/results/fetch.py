@@ -68,8 +68,10 @@ async def list_experiments(
     run_id: str,
     statuses: Sequence[int] = (),
     rpc_timeout: float = RPC_TIMEOUT,
+    include_replicates: bool = False,
 ) -> list[common_pb2.Experiment]:
-    """Every experiment of the run, oldest first (creation order keeps paging stable while a run records)."""
+    """Every experiment of the run, oldest first (creation order keeps paging stable while a run records);
+    with `include_replicates`, the confirmations' replicates too."""
     stub = analyst_pb2_grpc.AnalystStub(channel)
     found: list[common_pb2.Experiment] = []
     token = ""
@@ -80,6 +82,7 @@ async def list_experiments(
             sort=analyst_pb2.EXPERIMENT_SORT_CREATED_ASC,
             page_size=PAGE_SIZE,
             page_token=token,
+            include_replicates=include_replicates,
         )
         try:
             reply = await stub.ListExperiments(request, timeout=rpc_timeout)
@@ -143,13 +146,14 @@ async def find_experiment(channel: grpc.aio.Channel, info: RunInfo, reference: s
     )
 
 
-async def load_run(run_dir: Path, address: str | None) -> RunData:
-    """run.json and every experiment of the run, from its analyst (a local one when none is given)."""
+async def load_run(run_dir: Path, address: str | None, include_replicates: bool = False) -> RunData:
+    """run.json and every experiment of the run (replicates too when asked), from its analyst (a local
+    one when none is given)."""
     info = read_run(run_dir)
     with spinner(f"reading run {info.run_id}…") as say:
         async with analyst_channel(run_dir, address, say) as channel:
             say(f"reading the experiments of run {info.run_id}…")
-            experiments = await list_experiments(channel, info.run_id)
+            experiments = await list_experiments(channel, info.run_id, include_replicates=include_replicates)
     return RunData(info, experiments)
 
 
