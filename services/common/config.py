@@ -116,6 +116,14 @@ class ServerSettings(TLSSettings):
         le=65535,
         description="Port to listen on; 0 picks a free one; unset uses the service's default port.",
     )
+    metrics_port: int | Literal["off"] | None = Field(
+        default=None,
+        description=(
+            "Port of the Prometheus endpoint (http://HOST:PORT/metrics); 0 picks a free one (logged), off "
+            "serves none. Unset: the service's own metrics port (9451 selector, 9452 researcher, 9453 "
+            "engineer, 9454 analyst) when it listens on its default gRPC port, else a free one."
+        ),
+    )
     max_receive_message_mb: float = Field(
         default=16, gt=0, le=2047, description="Largest request accepted, MiB."
     )
@@ -158,6 +166,17 @@ class ServerSettings(TLSSettings):
     log_format: Literal["json", "console"] = Field(
         default="json", description="json for machines (default), console for people."
     )
+
+    @field_validator("metrics_port", mode="before")
+    @classmethod
+    def _port_or_off(cls, value: object) -> object:
+        # One message for every bad value, instead of one per member of the union.
+        text = str(value).strip().lower() if value is not None else None
+        if text is None or text == "off":
+            return text
+        if not text.isdigit() or int(text) > 65535:
+            raise ValueError("must be a port number (0-65535; 0 picks a free one) or off")
+        return int(text)
 
     @model_validator(mode="after")
     def _client_certificates_need_tls(self) -> Self:

@@ -3,7 +3,9 @@
 One interceptor wraps every handler (unary and streaming alike) in a single
 `_call_scope`, so each call gets exactly one access-log line with its final
 status, and no exception escapes without becoming a proper status code whose
-details are cut to a short message (`errors.status_details`).
+details are cut to a short message (`errors.status_details`). Given an
+`RpcMetrics` (asiarch.common.metrics), it counts each call with that same final
+status, and counts the calls gRPC answers without running the handler.
 
 Requests are decoded inside that scope too: bytes that are not the method's
 request message are answered INVALID_ARGUMENT (field "request") and logged
@@ -26,7 +28,7 @@ import inspect
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import pydantic
@@ -43,6 +45,9 @@ from asiarch.common.context import (
 )
 from asiarch.common.errors import InvalidArgument, ServiceError, Unauthenticated, Unavailable, status_details
 from asiarch.common.fields import check_fields
+
+if TYPE_CHECKING:
+    from asiarch.common.metrics import Call, RpcMetrics
 
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
 REFLECTION_PREFIX = "/grpc.reflection."
@@ -110,10 +115,12 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         auth_token: str | None = None,
         admission: Admission | None = None,
         public_reflection: grpc.RpcMethodHandler | None = None,
+        metrics: RpcMetrics | None = None,
     ) -> None:
         self._auth_token = auth_token.encode() if auth_token else None
         self._admission = admission or Admission()
         self._public_reflection = public_reflection
+        self._metrics = metrics
 
     async def intercept_service(
         self,
@@ -122,6 +129,8 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
     ) -> grpc.RpcMethodHandler | None:
         handler = await continuation(handler_call_details)
         if handler is None:  # unknown method: grpc answers UNIMPLEMENTED itself
+            if self._metrics is not None:
+                self._metrics.unimplemented()
             return None
         method = handler_call_details.method
         metadata = {key: value for key, value in handler_call_details.invocation_metadata or ()}
@@ -131,7 +140,11 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
                 self._check_auth(metadata)
             except Unauthenticated:
                 handler, public = self._public_reflection, True
-        return _wrap_handler(handler, lambda context: self._call_scope(method, metadata, context, public))
+        # Counted from here: a call gRPC then refuses without running the handler is counted too.
+        call = self._metrics.call(method, handler) if self._metrics is not None else None
+        return _wrap_handler(
+            handler, lambda context: self._call_scope(method, metadata, context, public, call)
+        )
 
     def _check_auth(self, metadata: dict[str, Any]) -> None:
         if self._auth_token is None:
@@ -144,7 +157,12 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
 
     @asynccontextmanager
     async def _call_scope(
-        self, method: str, metadata: dict[str, Any], context: grpc.aio.ServicerContext, public: bool
+        self,
+        method: str,
+        metadata: dict[str, Any],
+        context: grpc.aio.ServicerContext,
+        public: bool,
+        call: Call | None = None,
     ) -> AsyncIterator[None]:
         """Runs one call: `public` calls (health, and reflection reduced to it) need no token and are
         admitted during shutdown, so probes see NOT_SERVING rather than an error."""
@@ -156,6 +174,8 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
         context.set_trailing_metadata(((REQUEST_ID_HEADER, request_id),))
         started = time.perf_counter()
         code = grpc.StatusCode.OK
+        if call is not None:
+            call.begin()
         try:
             if not public:
                 self._check_auth(metadata)
@@ -185,6 +205,8 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
             quiet = method.startswith((HEALTH_PREFIX, REFLECTION_PREFIX)) and code == grpc.StatusCode.OK
             emit = log.debug if quiet else log.info
             emit("rpc", status=code.name, duration_ms=duration_ms)
+            if call is not None:
+                call.end(code)
             structlog.contextvars.unbind_contextvars("request_id", "method", "peer")
             exit_call(tokens)
 

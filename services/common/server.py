@@ -7,6 +7,8 @@ OTEL_* variables turn tracing on: asiarch.common.tracing), TLS or
 mTLS from ASIARCH_TLS_*, the standard health service, server reflection,
 SIGTERM/SIGINT handling and a graceful shutdown that cancels no call that
 can finish within the grace (calls it cannot take any more get UNAVAILABLE).
+Prometheus metrics (asiarch.common.metrics) are served on their own port from
+before the lifespan starts until it has ended; the interceptor counts every call.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from asiarch.common import tracing
 from asiarch.common.config import ServerSettings
 from asiarch.common.errors import ConfigError
 from asiarch.common.interceptors import Admission, ServerInterceptor
+from asiarch.common.metrics import RpcMetrics, metrics_port, metrics_server
 from asiarch.common.threads import ThreadSettings
 from asiarch.v1 import analyst_pb2, engineer_pb2, researcher_pb2, selector_pb2
 
@@ -62,6 +65,8 @@ class ServiceDefinition:
     lifespan: Lifespan
     settings_type: type[ServerSettings] = ServerSettings
     summary: str = ""
+    # Where /metrics listens when the service is on default_port and ASIARCH_METRICS_PORT is unset.
+    default_metrics_port: int | None = None
 
     def all_settings(self) -> tuple[type[BaseSettings], ...]:
         """Every settings type the service reads: its own (which inherits any shared group it reads, such as
@@ -90,7 +95,9 @@ def _public_reflection() -> grpc.RpcMethodHandler:
     )
 
 
-def build_server(settings: ServerSettings, admission: Admission | None = None) -> grpc.aio.Server:
+def build_server(
+    settings: ServerSettings, admission: Admission | None = None, metrics: RpcMetrics | None = None
+) -> grpc.aio.Server:
     token = settings.auth_token.get_secret_value() if settings.auth_token else None
     options: list[tuple[str, int]] = [
         ("grpc.max_receive_message_length", settings.max_receive_message_bytes),
@@ -102,7 +109,10 @@ def build_server(settings: ServerSettings, admission: Admission | None = None) -
     if settings.max_connection_age_seconds:
         options.append(("grpc.max_connection_age_ms", int(settings.max_connection_age_seconds * 1000)))
     interceptor = ServerInterceptor(
-        auth_token=token, admission=admission, public_reflection=_public_reflection() if token else None
+        auth_token=token,
+        admission=admission,
+        public_reflection=_public_reflection() if token else None,
+        metrics=metrics,
     )
     return grpc.aio.server(
         interceptors=[*tracing.server_interceptors(), interceptor],  # OTel outermost: ours runs in its span
@@ -160,14 +170,18 @@ async def serve(
     tracing.configure(definition.name)  # before the lifespan: the channels it opens are traced too
     credentials = server_credentials(settings)  # before the lifespan: a bad file fails in a second
     admission = Admission()
-    server = build_server(settings, admission)
+    server = build_server(settings, admission, RpcMetrics(definition.name))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     _HEALTH[server] = health_servicer
     port = definition.default_port if settings.port is None else settings.port
     address = f"{settings.host}:{port}"
+    metrics_at = metrics_port(settings, definition.default_port, definition.default_metrics_port)
 
-    async with definition.lifespan(server, settings) as service_names:
+    async with (
+        metrics_server(settings.host, metrics_at) as bound_metrics,  # a port in use fails before the lifespan
+        definition.lifespan(server, settings) as service_names,
+    ):
         reflection.enable_server_reflection(
             [*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
         )
@@ -183,6 +197,7 @@ async def serve(
             grpc_services=list(service_names),
             auth=bool(settings.auth_token),
             tls="mtls" if settings.tls_ca else "tls" if credentials else "off",
+            metrics_port=bound_metrics,
         )
         if port_file is not None:
             _write_port_file(port_file, bound)

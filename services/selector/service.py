@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 import grpc
+from prometheus_client import Counter
 
 from asiarch.common.server import ServiceDefinition
 from asiarch.selector.population import Candidate, CandidateMetrics, Options, check_candidate_count
@@ -32,6 +33,9 @@ _NEXT_ACTION = {
     NextAction.EXPAND: selector_pb2.NEXT_ACTION_EXPAND,
     NextAction.REEVALUATE: selector_pb2.NEXT_ACTION_REEVALUATE,
 }
+SELECTIONS = Counter(
+    "asiarch_selector_selections_total", "SelectParents calls answered, by strategy.", ["strategy"]
+)
 
 
 def _optional(message: object, field: str) -> object | None:
@@ -108,7 +112,9 @@ class SelectorServicer(selector_pb2_grpc.SelectorServicer):
         self, request: selector_pb2.SelectParentsRequest, context: grpc.aio.ServicerContext
     ) -> selector_pb2.SelectParentsResponse:
         check_candidate_count(len(request.candidates))  # before any work is queued
-        return await self._worker.run(lambda: select(request), context.time_remaining())
+        response = await self._worker.run(lambda: select(request), context.time_remaining())
+        SELECTIONS.labels(response.strategy).inc()  # the strategy that ran: a valid name, never the request's
+        return response
 
     async def ListStrategies(
         self, request: selector_pb2.ListStrategiesRequest, context: grpc.aio.ServicerContext
@@ -138,4 +144,5 @@ SERVICE = ServiceDefinition(
     default_port=DEFAULT_PORT,
     lifespan=lifespan,
     summary="parent selection strategies (stateless)",
+    default_metrics_port=9451,
 )
