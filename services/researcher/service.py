@@ -8,6 +8,7 @@ candidates deterministically. Every answer says which path produced it.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import TypeVar
 import grpc
 import pydantic
 import structlog
+from prometheus_client import Counter, Histogram
 
 from asiarch.common import contract
 from asiarch.common.client import open_channel
@@ -29,6 +31,19 @@ from asiarch.v1 import analyst_pb2, analyst_pb2_grpc, common_pb2, researcher_pb2
 
 DEFAULT_PORT = 50052
 log = structlog.get_logger("asiarch.researcher")
+PROPOSALS = Counter(
+    "asiarch_researcher_proposals_total",
+    "Proposals answered, by path: llm (the LLM's code), dsl (a DSL mutation asked for), fallback (a DSL "
+    "mutation because the LLM was missing, failed or timed out).",
+    ["path"],
+)
+LLM_SECONDS = Histogram(
+    "asiarch_researcher_llm_seconds",
+    "One LLM answer (its attempts included), by task (propose, repair) and outcome: ok, invalid (no valid "
+    "answer), error (the LLM failed), cancelled (timed out or the call ended).",
+    ["task", "outcome"],
+    buckets=(0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600),
+)
 
 
 class CodeProposal(pydantic.BaseModel):
@@ -116,6 +131,8 @@ class ResearcherServicer(researcher_pb2_grpc.ResearcherServicer):
         # The child's id, minted by the caller, tags every log line of this call (and the proposal's own).
         with structlog.contextvars.bound_contextvars(experiment_id=request.experiment_id or None):
             response = await self._propose(request)
+            llm = response.proposal.origin == common_pb2.PROPOSAL_ORIGIN_LLM_CODE
+            PROPOSALS.labels("llm" if llm else "fallback" if response.fallback_reason else "dsl").inc()
             log.info(
                 "proposed",
                 name=response.proposal.name,
@@ -213,12 +230,20 @@ class ResearcherServicer(researcher_pb2_grpc.ResearcherServicer):
             log.exception("LLM proposal failed unexpectedly")
             return None, f"the LLM call failed ({type(exc).__name__}): proposed a DSL mutation instead"
 
-    async def _ask(self, system: str, prompt: str, answer_type: type[AnswerT]) -> AnswerT | None:
+    async def _ask(self, system: str, prompt: str, answer_type: type[AnswerT], task: str) -> AnswerT | None:
         """An answer of `answer_type` from the LLM; None when it gave no valid one. LLMError passes on."""
         messages = [Message("system", system), Message("user", prompt)]
-        return await generate_model(
-            self.llm, messages, answer_type, attempts=self.settings.researcher_llm_attempts, max_tokens=2048
-        )
+        attempts = self.settings.researcher_llm_attempts
+        started, outcome = time.perf_counter(), "error"
+        try:
+            answer = await generate_model(self.llm, messages, answer_type, attempts=attempts, max_tokens=2048)
+            outcome = "ok" if answer is not None else "invalid"
+            return answer
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        finally:
+            LLM_SECONDS.labels(task, outcome).observe(time.perf_counter() - started)
 
     async def _ask_llm(
         self, request: researcher_pb2.ProposeRequest, knowledge: str
@@ -239,7 +264,7 @@ class ResearcherServicer(researcher_pb2_grpc.ResearcherServicer):
         )
         try:
             answer = await self._ask(
-                "You design neural network layers. Answer with JSON only.", prompt, CodeProposal
+                "You design neural network layers. Answer with JSON only.", prompt, CodeProposal, "propose"
             )
         except LLMError as exc:
             return None, f"the LLM failed ({exc.message}): proposed a DSL mutation instead"
@@ -273,7 +298,9 @@ class ResearcherServicer(researcher_pb2_grpc.ResearcherServicer):
                 source=request.source.module_source,
             )
             try:
-                answer = await self._ask("You fix Python code. Answer with JSON only.", prompt, CodeRepair)
+                answer = await self._ask(
+                    "You fix Python code. Answer with JSON only.", prompt, CodeRepair, "repair"
+                )
             except Exception:  # LLMError or a broken client: fall back to the deterministic repair
                 log.exception("LLM repair failed")
                 answer = None
@@ -316,4 +343,5 @@ SERVICE = ServiceDefinition(
     lifespan=lifespan,  # type: ignore[arg-type]
     settings_type=ResearcherSettings,
     summary="proposals (LLM code or DSL mutations) and repairs",
+    default_metrics_port=9452,
 )
