@@ -18,6 +18,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 import grpc
 import structlog
+from prometheus_client import Counter
 
 from asiarch.analyst import validation
 from asiarch.analyst.cognition import CognitionBase, builtin_entries, validate_entry
@@ -43,6 +44,14 @@ _COLLECTION_NAMES = {
 }
 # A cognition entry has several points (facets); over-fetch so k distinct entries survive.
 FACETS_PER_ENTRY = 8
+RECORDS = Counter(
+    "asiarch_analyst_records_total",
+    "Record calls answered, by the experiment's status and whether it was new (created) or already stored.",
+    ["status", "outcome"],
+)
+COGNITION_HITS = Counter(
+    "asiarch_analyst_cognition_hits_total", "Cognition-base entries returned by Retrieve."
+)
 
 
 def _node(experiment: common_pb2.Experiment, generation: int) -> analyst_pb2.LineageNode:
@@ -95,6 +104,8 @@ class AnalystServicer(analyst_pb2_grpc.AnalystServicer):
             raise InvalidArgument("experiment is required")
         validation.check_experiment(request.experiment, self.settings.analyst_max_experiment_kb * 1024)
         experiment, created = await self.recorder.record(request.experiment)
+        status = common_pb2.ExperimentStatus.Name(experiment.status).removeprefix("EXPERIMENT_STATUS_")
+        RECORDS.labels(status.lower(), "created" if created else "existing").inc()
         return analyst_pb2.RecordResponse(experiment=experiment, created=created)
 
     async def Confirm(
@@ -189,6 +200,7 @@ class AnalystServicer(analyst_pb2_grpc.AnalystServicer):
                 found = await self.vectors.search(name, vector, k, equals=equals, min_score=threshold)
             hits += [_knowledge_hit(collection, hit) for hit in found]
         hits.sort(key=lambda h: h.score, reverse=True)
+        COGNITION_HITS.inc(sum(h.collection == analyst_pb2.COLLECTION_COGNITION for h in hits[:k]))
         return analyst_pb2.RetrieveResponse(hits=hits[:k])
 
     async def FindSimilar(
@@ -338,4 +350,5 @@ SERVICE = ServiceDefinition(
     lifespan=lifespan,  # type: ignore[arg-type]
     settings_type=AnalystSettings,
     summary="experiment store, fitness, analyses and the cognition base",
+    default_metrics_port=9454,
 )

@@ -27,6 +27,7 @@ from typing import Any, Protocol, TypeVar
 import bson
 import structlog
 from bson.errors import InvalidBSON
+from prometheus_client import Histogram
 
 from asiarch.analyst.query import UnsupportedQuery, compile_filter, sort_documents
 from asiarch.analyst.query import fields as query_fields
@@ -34,6 +35,12 @@ from asiarch.common.errors import Unavailable
 from asiarch.common.retry import Backoff, Policy
 
 log = structlog.get_logger("asiarch.analyst.store")
+STORE_SECONDS = Histogram(
+    "asiarch_analyst_store_seconds",
+    "One document-store operation, retries included, by collection and operation.",
+    ["collection", "operation"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
 
 Document = dict[str, Any]
 Filter = Mapping[str, Any]
@@ -88,7 +95,8 @@ class Retrying:
 
     async def _call(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
         try:
-            return await self.policy.call(operation, call)
+            with STORE_SECONDS.labels(self.name, operation).time():
+                return await self.policy.call(operation, call)
         except Exception as exc:
             if not self.policy.retryable(exc):
                 raise

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from prometheus_client import Histogram
 
 from asiarch.common.errors import ConfigError, Unavailable
 
@@ -34,6 +35,12 @@ BUNDLED_MODELS = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
 POINT_NAMESPACE = uuid.UUID("0d6f3f38-3c55-4f4f-9a43-5b8f1c2a7e10")
 MOTIVATIONS, ANALYSES, COGNITION = "motivations", "analyses", "cognition"
 CACHE_SIZE = 2048
+UPSERT_SECONDS = Histogram(
+    "asiarch_analyst_vector_upsert_seconds",
+    "One upsert into the vector store (Qdrant; the embedding before it excluded), by collection.",
+    ["collection"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
 
 
 def resolve_model(name: str) -> str:
@@ -250,9 +257,9 @@ class VectorIndex:
             )
             for p, v in zip(points, vectors, strict=True)
         ]
-        await self._guard(
-            f"upsert into {collection}", (await self._client()).upsert(self.name(collection), points=structs)
-        )
+        upsert = (await self._client()).upsert(self.name(collection), points=structs)
+        with UPSERT_SECONDS.labels(collection).time():
+            await self._guard(f"upsert into {collection}", upsert)
 
     async def delete_where(self, collection: str, field: str, value: str) -> None:
         from qdrant_client import models
