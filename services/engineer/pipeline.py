@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import Any, Protocol
 
 import structlog
 from google.protobuf.timestamp_pb2 import Timestamp
+from prometheus_client import Counter
 
 from asiarch.common.errors import FailedPrecondition
 from asiarch.engineer import convert
@@ -31,6 +33,12 @@ ERROR_LIMIT = 4000  # characters of an error sent to the researcher and recorded
 ENGINEER_VERSION = "asiarch-engineer 0.1.0"
 # Runs of the same code after a wall-clock timeout (then the timeout stands; Repair is never asked).
 TIMEOUT_RETRIES = 1
+SANDBOX_KILLS = Counter(
+    "asiarch_engineer_sandbox_kills_total",
+    "Sandboxes killed: by the engineer at the wall clock (timeout) or for flooding its output "
+    "(output_flood), or by SIGKILL from a limit or the OOM killer (sigkill).",
+    ["reason"],
+)
 
 
 class Repairer(Protocol):
@@ -158,6 +166,13 @@ def _conclude(attempt: Attempt, result: SandboxResult, relay: _Relay) -> None:
         attempt.metrics = result.result.get("metrics")
         attempt.proxies = result.result.get("proxies", {})
         attempt.device = result.result.get("device", "")
+
+
+def _count_kill(result: SandboxResult) -> None:
+    if result.outcome in ("timeout", "output_flood"):
+        SANDBOX_KILLS.labels(result.outcome).inc()
+    elif result.outcome == "crashed" and result.returncode == -signal.SIGKILL:
+        SANDBOX_KILLS.labels("sigkill").inc()
 
 
 def _got_past(attempt: Attempt, repair: common_pb2.RepairAttempt) -> bool:
@@ -292,6 +307,7 @@ class Pipeline:
         cpu = max(self.limits.cpu_seconds, int(wall * self.limits.threads) + 60)
         limits = dataclasses.replace(self.limits, wall_seconds=wall, cpu_seconds=cpu)
         result = await run_in_sandbox(job, limits, relay)
+        _count_kill(result)
         if result.outcome == "refused":  # the host's fault, not the candidate's: nothing is recorded
             raise FailedPrecondition(result.error)
         # What the sandbox could enforce depends on the host (a container without

@@ -18,6 +18,7 @@ from importlib import resources
 
 import grpc
 import structlog
+from prometheus_client import Counter, Gauge, Histogram
 
 from asiarch.common import contract
 from asiarch.common.client import open_channel
@@ -36,6 +37,19 @@ from asiarch.v1 import common_pb2, engineer_pb2, engineer_pb2_grpc, researcher_p
 log = structlog.get_logger("asiarch.engineer")
 
 DEFAULT_PORT = 50053
+EVALUATIONS = Counter(
+    "asiarch_engineer_evaluations_total",
+    "Evaluate and Validate results, by rpc, the stage that failed (none when it passed) and outcome.",
+    ["rpc", "stage", "outcome"],
+)
+QUEUE_DEPTH = Gauge("asiarch_engineer_queue_depth", "Evaluations and validations waiting for a slot.")
+SLOTS_BUSY = Gauge("asiarch_engineer_slots_busy", "Slots running an evaluation or a validation now.")
+SLOTS = Gauge("asiarch_engineer_slots", "Slots (ASIARCH_ENGINEER_MAX_CONCURRENT).")
+TOKENS_PER_SECOND = Histogram(
+    "asiarch_engineer_training_tokens_per_second",
+    "Training throughput of each evaluation that measured one (Metrics.tokens_per_second).",
+    buckets=(100, 250, 500, 1e3, 2.5e3, 5e3, 1e4, 2.5e4, 5e4, 1e5, 2.5e5, 5e5, 1e6, 2.5e6),
+)
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_CLASS_NAME = 128
 # (file in baselines/, name, motivation, reference_only); deltanet first: it is the analyst's default
@@ -118,8 +132,10 @@ class Slots:
 
     def __init__(self, running: int, queued: int) -> None:
         self.semaphore = asyncio.Semaphore(running)
+        self.running = running
         self.capacity = running + queued
         self.holders = 0
+        self.busy = 0  # holders past the semaphore; the others wait in the queue
 
     @asynccontextmanager
     async def take(self) -> AsyncIterator[None]:
@@ -132,7 +148,11 @@ class Slots:
         self.holders += 1
         try:
             async with self.semaphore:
-                yield
+                self.busy += 1
+                try:
+                    yield
+                finally:
+                    self.busy -= 1
         finally:
             self.holders -= 1
 
@@ -148,6 +168,12 @@ def _source(source: common_pb2.ArchitectureSource, field: str) -> tuple[str, str
             f"{MAX_CLASS_NAME} characters"
         )
     return source.module_source, class_name
+
+
+def _count(rpc: str, status: int, failed_stage: int) -> None:
+    stage = contract.stage_key(failed_stage) if failed_stage else "none"
+    outcome = common_pb2.EvaluationStatus.Name(status).removeprefix("EVALUATION_STATUS_").lower()
+    EVALUATIONS.labels(rpc, stage, outcome).inc()
 
 
 def _failure_outside_checks(attempt: Attempt) -> list[common_pb2.CheckResult]:
@@ -217,6 +243,7 @@ class EngineerServicer(engineer_pb2_grpc.EngineerServicer):
             async with self.slots.take():
                 attempt = await self.pipeline.check(candidate, "check", ignore)
         valid = attempt.status == common_pb2.EVALUATION_STATUS_SUCCEEDED
+        _count("validate", attempt.status, attempt.failed_stage)
         return engineer_pb2.ValidateResponse(
             valid=valid,
             checks=[*attempt.checks, *_failure_outside_checks(attempt)],
@@ -273,6 +300,9 @@ class EngineerServicer(engineer_pb2_grpc.EngineerServicer):
             evaluation = await task
         finally:
             task.cancel()  # a cancelled call kills its sandbox
+        _count("evaluate", evaluation.status, evaluation.failed_stage)
+        if evaluation.metrics.tokens_per_second > 0:
+            TOKENS_PER_SECOND.observe(evaluation.metrics.tokens_per_second)
         yield engineer_pb2.EvaluationEvent(experiment_id=request.experiment_id, result=evaluation)
 
     async def ListKernels(
@@ -313,6 +343,10 @@ async def lifespan(server: grpc.aio.Server, settings: EngineerSettings) -> Async
         # In the background: the service answers health checks at once; the first evaluation waits for it.
         servicer.calibration = asyncio.create_task(calibrate(settings.engineer_sandbox_threads))
     engineer_pb2_grpc.add_EngineerServicer_to_server(servicer, server)
+    slots = servicer.slots
+    QUEUE_DEPTH.set_function(lambda: slots.holders - slots.busy)  # read at each scrape
+    SLOTS_BUSY.set_function(lambda: slots.busy)
+    SLOTS.set(slots.running)
     try:
         yield [engineer_pb2.DESCRIPTOR.services_by_name["Engineer"].full_name]
     finally:
@@ -328,4 +362,5 @@ SERVICE = ServiceDefinition(
     lifespan=lifespan,  # type: ignore[arg-type]
     settings_type=EngineerSettings,
     summary="validation, sandboxed training and benchmarks of candidates",
+    default_metrics_port=9453,
 )
