@@ -15,7 +15,7 @@ PIP_COMPILE := CUSTOM_COMPILE_COMMAND="make lock" $(LOCK_VENV)/bin/pip-compile -
 EXTRAS ?= selector,researcher,engineer,analyst,orchestrator,bench,dev
 STAMP := $(VENV)/.installed
 
-.PHONY: help venv lock lock-upgrade run proto lint format test deploy-smoke bench-kernels clean
+.PHONY: help venv lock lock-upgrade run proto lint format test deploy-smoke bench-kernels gpu-wheels gpu-check clean
 
 # The main job, sized for a 2-core laptop CPU (~15 min): baselines, then RUN_CYCLES cycles of
 # select -> propose -> evaluate -> record with the four services started locally. No LLM by default:
@@ -34,6 +34,8 @@ help:
 	@echo "make lock-upgrade   re-resolve every pin of requirements.lock to the newest allowed"
 	@echo "make deploy-smoke   build the cpu images and run them with docker compose (needs a Docker engine)"
 	@echo "make bench-kernels  time the kernels on this CPU, update docs/benchmarks.md"
+	@echo "make gpu-wheels  download the wheels the GPU check installs on a machine without network"
+	@echo "make gpu-check OUT=DIR  on a GPU machine: install them, check accuracy, bench, evaluate (~8 min)"
 	@echo "make lint    ruff check + format check"
 	@echo "make format  apply ruff fixes and formatting"
 	@echo "make clean   remove .venv and caches"
@@ -91,6 +93,26 @@ deploy-smoke: $(STAMP)
 
 bench-kernels: $(STAMP)
 	$(BIN)/asiarch bench kernels
+
+# The one-shot device check (kernels/gpu_check.py; docs/benchmarks.md "Kernels on GPU"). A lent GPU
+# machine's Python has torch and Triton but none of our other dependencies and no network: gpu-wheels
+# downloads, here, the Python 3.12 x86-64 wheels it installs there (exact versions from the lock; about
+# 14 MiB, carried with the working tree), and gpu-check runs there on that machine's python3 (no .venv).
+GPU_WHEELS ?= build/gpu-wheels
+OUT ?= runs/gpu-check-$(shell date +%Y%m%d-%H%M%S)
+GPU_CHECK_ARGS ?=
+
+gpu-wheels: $(STAMP)
+	@mkdir -p $(GPU_WHEELS) && rm -f $(GPU_WHEELS)/*.whl
+	$(BIN)/python -P kernels/gpu_check.py --list-wheels > $(GPU_WHEELS)/requirements.txt
+	$(BIN)/python -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+		--python-version 3.12 --implementation cp --platform manylinux2014_x86_64 \
+		--platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
+		--dest $(GPU_WHEELS) -r $(GPU_WHEELS)/requirements.txt
+	@du -sh $(GPU_WHEELS)
+
+gpu-check:
+	$(PYTHON) -P kernels/gpu_check.py --out $(OUT) --wheels $(GPU_WHEELS) $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf $(VENV) $(LOCK_VENV) .pytest_cache .ruff_cache build *.egg-info

@@ -17,7 +17,6 @@ Triton kernels against FLA's `chunk_*` kernels and
 
 from __future__ import annotations
 
-import functools
 import importlib
 import importlib.metadata
 import os
@@ -282,41 +281,54 @@ def sdpa() -> Kernel:
     return run
 
 
-def gpu_rows(repeats: int, quick: bool) -> list[Row]:
+def do_bench_ms(kernel: Kernel, inputs: Inputs, mode: str, repeats: int) -> float:
+    """`triton.testing.do_bench` median in milliseconds of one forward (no grad) or forward+backward."""
     import triton.testing
 
+    leaves = with_grad(inputs) if mode == "fwd+bwd" else inputs
+
+    def step() -> None:
+        if mode == "fwd":
+            with torch.no_grad():
+                kernel(leaves)
+            return
+        out = kernel(leaves)
+        out.backward(torch.ones_like(out))
+
+    return triton.testing.do_bench(step, rep=max(25, repeats * 10), return_mode="median")
+
+
+def gpu_candidates(family: str) -> list[tuple[str, Kernel | str]]:
+    """What the CUDA table times for one family, in table order (a string says why it is not available)."""
+    return [
+        ("asiarch chunk (Triton)", ours(family)),
+        ("FLA chunk", fla_kernel(family)),
+        ("SDPA causal (flash)", sdpa()),
+    ]
+
+
+def timed_row(
+    shape: tuple[int, int, int, int], family: str, name: str, kernel: Kernel | str, inputs: Inputs,
+    mode: str, repeats: int,
+) -> Row:  # fmt: skip
+    """One CUDA measurement as a table row: the time and achieved bandwidth, or why there is none."""
+    if isinstance(kernel, str):
+        return Row(shape, family, name, mode, None, kernel)
+    ms, note = attempt(do_bench_ms, kernel, inputs, mode, repeats)
+    if ms is not None:
+        note = _bandwidth_note(shape, ms, mode)
+    return Row(shape, family, name, mode, ms, note)
+
+
+def gpu_rows(repeats: int, quick: bool) -> list[Row]:
     rows = []
     shapes = GPU_SHAPES[-1:] if quick else GPU_SHAPES
     for shape in shapes:
         inputs = make_inputs(shape, torch.bfloat16, "cuda")
         for family in FAMILIES:
-            candidates: list[tuple[str, Kernel | str]] = [
-                ("asiarch chunk (Triton)", ours(family)),
-                ("FLA chunk", fla_kernel(family)),
-                ("SDPA causal (flash)", sdpa()),
-            ]
-            for name, kernel in candidates:
+            for name, kernel in gpu_candidates(family):
                 for mode in ("fwd", "fwd+bwd"):
-                    if isinstance(kernel, str):
-                        rows.append(Row(shape, family, name, mode, None, kernel))
-                        continue
-                    leaves = with_grad(inputs) if mode == "fwd+bwd" else inputs
-
-                    def step(kernel: Kernel = kernel, leaves: Inputs = leaves, mode: str = mode) -> None:
-                        if mode == "fwd":
-                            with torch.no_grad():
-                                kernel(leaves)
-                            return
-                        out = kernel(leaves)
-                        out.backward(torch.ones_like(out))
-
-                    timed = functools.partial(
-                        triton.testing.do_bench, step, rep=max(25, repeats * 10), return_mode="median"
-                    )
-                    ms, note = attempt(timed)
-                    if ms is not None:
-                        note = _bandwidth_note(shape, ms, mode)
-                    rows.append(Row(shape, family, name, mode, ms, note))
+                    rows.append(timed_row(shape, family, name, kernel, inputs, mode, repeats))
     return rows
 
 
