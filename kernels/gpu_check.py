@@ -62,9 +62,10 @@ TOLERANCES: dict[str, dict[str, float]] = {
 }
 # FLA's odd-size test shapes: a ragged T with a head dim that is no power of two, and a longer T.
 ACCURACY_SHAPES = [(2, 500, 3, 60), (2, 1000, 3, 128)]
-# The issue's shape for every family first (the rows it asks about), then FLA's benchmark shapes.
-BENCH_SHAPES = [(32, 2048, 4, 128), (4, 2048, 16, 128), (8, 1024, 8, 64), (1, 8192, 96, 128),
-                (2, 16384, 16, 128), (4, 4096, 64, 128), (8, 2048, 32, 256)]  # fmt: skip
+# The issue's shape for every family first (the rows it asks about), then FLA's benchmark shapes: head dim 128
+# first (those kernels are compiled by then), then 64 and 256, each group smallest first.
+BENCH_SHAPES = [(32, 2048, 4, 128), (4, 2048, 16, 128), (2, 16384, 16, 128), (1, 8192, 96, 128),
+                (4, 4096, 64, 128), (8, 1024, 8, 64), (8, 2048, 32, 256)]  # fmt: skip
 QUICK_SHAPES = [(1, 37, 2, 12)]  # --quick: tiny, ragged T, head dim no power of two
 BASELINE = Path("services/engineer/baselines/deltanet.py")
 # The packages the device machine already has: never carried, and their own dependencies not followed.
@@ -408,7 +409,9 @@ def run_step(check: Check, python: Path, step: str) -> bool:
         return False
     command, stdout_name = step_command(check, python, step)
     env = None
-    if step == "evaluate" and check.args.sandbox_unsafe:
+    if step == "evaluate" and not check.args.strict_sandbox:
+        # The check evaluates our own baseline, trusted code: a layer of isolation the machine cannot set up
+        # (cgroups in a container, say) must not cost the only GPU run; what was enforced is in evaluate.json.
         env = {**os.environ, "ASIARCH_ENGINEER_SANDBOX_UNSAFE": "1"}
     start = time.time()
     with (check.out / stdout_name).open("w") as stdout, (check.out / f"{step}.log").open("a") as stderr:
@@ -427,6 +430,7 @@ def install_step(check: Check) -> tuple[Path, bool]:
     and whether everything was installed."""
     start, a = time.time(), check.args
     work = a.work or Path(tempfile.mkdtemp(prefix="asiarch-gpu-check-"))
+    work.chmod(0o755)  # the engineer's sandbox reads the environment as `nobody`
     try:
         python, problems = install(work, a.wheels, REPO, check.out / "install.log")
     except Exception as exc:  # the later steps still run, on this interpreter
@@ -542,7 +546,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--evaluate-budget", default=None, help="budget preset (default gpu on cuda, smoke on cpu)"
     )
-    p.add_argument("--sandbox-unsafe", action="store_true", help="let the engineer run unisolated if it must")
+    p.add_argument(
+        "--strict-sandbox", action="store_true", help="refuse the evaluation when a sandbox layer is missing"
+    )
     p.add_argument("--list-wheels", action="store_true", help="print the pins `make gpu-wheels` downloads")
     p.add_argument("--step", choices=("machine", "accuracy", "bench"), help=argparse.SUPPRESS)
     p.add_argument("--deadline", type=float, default=float("inf"), help=argparse.SUPPRESS)
