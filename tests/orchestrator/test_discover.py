@@ -144,6 +144,10 @@ class FirstRun:
     experiments: list[common_pb2.Experiment]
 
 
+def mlflow_store(run_dir: Path) -> str:
+    return f"sqlite:///{run_dir.parent / 'mlruns' / 'mlflow.db'}"
+
+
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory: pytest.TempPathFactory) -> FirstRun:
     run_dir = tmp_path_factory.mktemp("discover") / "e2e"
@@ -151,12 +155,13 @@ def first_run(tmp_path_factory: pytest.TempPathFactory) -> FirstRun:
     # Face's `kernels` package, which transformers imports in the services (issue 14).
     result = subprocess.run(
         # --proxy-filter: far below its bar (30 candidates), it records the proxies and says why it is off.
-        discover(run_dir, "--cycles", "2", "--confirm-seeds", "2", "--proxy-filter", "0.5"),
+        # --track: into a store beside the run (test_the_run_was_tracked_in_mlflow_as_it_recorded).
+        discover(run_dir, "--cycles", "2", "--confirm-seeds", "2", "--proxy-filter", "0.5", "--track=mlflow"),
         capture_output=True,
         text=True,
         timeout=900,
         cwd=REPO,
-        env=UNSAFE_PATH_ENV,
+        env={**UNSAFE_PATH_ENV, "MLFLOW_TRACKING_URI": mlflow_store(run_dir)},
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return FirstRun(run_dir, result.stdout, stored(run_dir))
@@ -281,6 +286,40 @@ def test_the_run_writes_its_numbers_per_cycle(first_run: FirstRun) -> None:
     )
     assert first_run.output.count("proxy filter off: loss_slope rho") == 1
     assert "needs >= 0.5 on >= 30" in first_run.output
+
+
+@run_of_services
+def test_the_run_was_tracked_in_mlflow_as_it_recorded(first_run: FirstRun) -> None:
+    """--track mlflow: each finished experiment (replicates included) is one MLflow run with its numbers
+    and its confirmation verdict; exporting the finished run afterwards finds nothing new."""
+    from mlflow.tracking import MlflowClient
+
+    uri = mlflow_store(first_run.run_dir)
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("e2e")
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    by_id = {r.data.tags["asiarch.id"]: r for r in runs}
+    finished = {e.id: e for e in first_run.experiments if e.status in TERMINAL}
+    assert set(by_id) == set(finished) and len(runs) == len(by_id)
+    for experiment_id, e in finished.items():
+        run = by_id[experiment_id]
+        if e.status == common_pb2.EXPERIMENT_STATUS_SUCCEEDED:
+            assert run.info.status == "FINISHED"
+            assert run.data.metrics["val_loss"] == pytest.approx(e.evaluation.metrics.val_loss)
+            assert "loss_curve/train" in run.data.metrics
+        if e.confirmation.against_id:
+            assert run.data.tags["asiarch.confirmation_verdict"] == e.confirmation.verdict
+    assert f"MLflow: {len(by_id)} experiment(s) of run 'e2e' logged at" in first_run.output
+    again = subprocess.run(
+        [str(BIN / "asiarch"), "export-runs", "mlflow", str(first_run.run_dir)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "MLFLOW_TRACKING_URI": uri},
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"0 logged, 0 updated, {len(by_id)} unchanged" in again.stdout
 
 
 @run_of_services
