@@ -429,8 +429,10 @@ def install_step(check: Check) -> tuple[Path, bool]:
     """The interpreter the later steps run on (the new environment's, or this one if it could not be made)
     and whether everything was installed."""
     start, a = time.time(), check.args
-    work = a.work or Path(tempfile.mkdtemp(prefix="asiarch-gpu-check-"))
-    work.chmod(0o755)  # the engineer's sandbox reads the environment as `nobody`
+    work = a.work
+    if work is None:
+        work = Path(tempfile.mkdtemp(prefix="asiarch-gpu-check-"))
+        work.chmod(0o755)  # mkdtemp's 0700 would hide the environment from the sandbox's `nobody`
     try:
         python, problems = install(work, a.wheels, REPO, check.out / "install.log")
     except Exception as exc:  # the later steps still run, on this interpreter
@@ -494,10 +496,14 @@ def _evaluate_lines(out: Path) -> list[str]:
     metrics = result.get("metrics", {})
     keys = ("val_loss", "bits_per_byte", "tokens_per_second", "parameters")
     # protobuf's JSON writes 64-bit integers as strings
-    parts = [f"{k} {float(metrics[k]):.4g}" for k in keys if k in metrics]
+    parts = [f"{k} {_number(float(metrics[k]))}" for k in keys if k in metrics]
     wall = float(result.get("wall_seconds", 0))
     status = f"status {result.get('status')}, {wall:.1f} s on {result.get('device')}"
     return [f"{status}; " + ", ".join(parts), f"reason: {result.get('failure_reason') or '-'}"]
+
+
+def _number(value: float) -> str:
+    return f"{int(value):,}" if value.is_integer() else f"{value:.4g}"
 
 
 def write_summary(out: Path) -> None:

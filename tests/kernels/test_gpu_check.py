@@ -129,6 +129,14 @@ def test_a_failing_step_leaves_the_others_results(tmp_path: Path) -> None:
     assert "| install | failed |" in summary and "| linear_attn | (1, 37, 2, 12) | fp32 | o |" in summary
 
 
+def test_each_step_stops_at_its_share_so_the_evaluation_gets_its_turn(tmp_path: Path) -> None:
+    check = gpu_check.Check(gpu_check.parse(["--out", str(tmp_path), "--budget-seconds", "400"]))
+    start = check.deadline - 400
+    assert check.step_deadline("accuracy") - start == pytest.approx(100, abs=5)
+    assert check.step_deadline("bench") - start == pytest.approx(160, abs=5)
+    assert check.step_deadline("evaluate") == check.deadline - gpu_check.GRACE_SECONDS
+
+
 def test_a_step_past_its_time_is_ended(tmp_path: Path) -> None:
     with (tmp_path / "out").open("w") as out:
         status = gpu_check.run_process([sys.executable, "-c", "import time; time.sleep(600)"], out, out, 0.5)
