@@ -15,6 +15,7 @@ from asiarch.common.config import ServerSettings
 from asiarch.common.contract import budget_presets
 from asiarch.common.devices import DEVICE_PATTERN
 from asiarch.engineer.budgets import DEFAULT_PRESET
+from asiarch.engineer.kernel_cache import default_dir as default_kernel_cache_dir
 
 # The contract's preset names as a Literal: pydantic then checks the setting and its error lists them.
 PresetName = Literal[tuple(budget_presets())]  # type: ignore[valid-type]
@@ -70,3 +71,11 @@ class EngineerSettings(ServerSettings):
     )
     engineer_sandbox_threads: int = Field(default=2, ge=1, le=256, description="torch threads per sandbox.")
     engineer_check_timeout_seconds: float = Field(default=180, gt=0, description="Wall clock for Validate.")
+    engineer_kernel_cache_dir: str = Field(
+        default_factory=default_kernel_cache_dir,
+        description=(
+            "Triton kernel cache shared by all evaluations: filled by the engineer's warm step, read-only to "
+            "candidates, whose new kernels compile into their own folder. Must be the engineer's alone to "
+            "write. Empty = no sharing (every evaluation compiles its kernels)."
+        ),
+    )

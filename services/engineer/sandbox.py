@@ -5,7 +5,8 @@ What is enforced, and where:
   the whole process group; a fresh temporary working directory, deleted
   afterwards; a scrubbed environment; output caps (a child that floods
   stdout/stderr or the event channel is killed); pids and memory cgroups around
-  all its processes (cgroups.py);
+  all its processes (cgroups.py); Triton's cache in that directory, read after
+  the engineer's shared kernel cache, which the child cannot write (kernel_cache.py);
 - in the child (sandbox_child.py, isolation.py), whoever runs the engineer: an
   unprivileged user on the host (root drops to `nobody`), its own user, pid,
   mount and network namespaces, its own /proc, a read-only file system but for
@@ -36,6 +37,7 @@ from typing import Any, Literal
 from asiarch.common.local import python_command
 from asiarch.engineer.cgroups import SandboxCgroups
 from asiarch.engineer.cgroups import remove_stale as remove_stale_cgroups
+from asiarch.engineer.kernel_cache import overlay_env
 
 NOBODY = 65534
 # Followed by the engineer's pid: what a killed engineer left is found at the next start.
@@ -63,6 +65,8 @@ class SandboxLimits:
     allow_unisolated: bool = False
     # Folders the candidate's process must read besides the interpreter (the corpus).
     readable_paths: tuple[str, ...] = ()
+    # The shared Triton kernel cache (kernel_cache.py): read before the child's own, never written by it.
+    kernel_cache_dir: str | None = None
 
 
 @dataclass
@@ -76,7 +80,11 @@ class SandboxResult:
     stderr_tail: str = ""
 
 
-def _child_env(workdir: str, threads: int) -> dict[str, str]:
+def child_env(workdir: str, threads: int, kernel_cache_dir: str | None = None) -> dict[str, str]:
+    """A sandbox child's whole environment; the engineer's kernel warm step (kernel_warm.py) runs in it too.
+
+    Triton's cache is the folder's own `.triton` (deleted with it), read after `kernel_cache_dir`.
+    """
     env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "HOME": workdir,
@@ -90,6 +98,7 @@ def _child_env(workdir: str, threads: int) -> dict[str, str]:
         # kernels the engineer tests and benchmarks, in fp32 and on CPU tensors as well (FLA refuses both).
         "ASIARCH_FLA_COMPAT": "shim",
         "TRITON_CACHE_DIR": os.path.join(workdir, ".triton"),
+        **overlay_env(kernel_cache_dir),
     }
     # Pass through only what selects hardware or the kernel backend, never secrets.
     for name in ("CUDA_VISIBLE_DEVICES", "TRITON_INTERPRET", "ASIARCH_KERNEL_BACKEND"):
@@ -221,7 +230,9 @@ def _workdir() -> str:
 
 
 async def _start_child(limits: SandboxLimits, workdir: str, pipes: _Pipes) -> asyncio.subprocess.Process:
-    child_limits = {**asdict(limits), "wall_seconds": int(limits.wall_seconds)}
+    # As root the child sees only the paths it is told to read (isolation.reveal_python_tree).
+    readable = (*limits.readable_paths, *([limits.kernel_cache_dir] if limits.kernel_cache_dir else []))
+    child_limits = {**asdict(limits), "wall_seconds": int(limits.wall_seconds), "readable_paths": readable}
     process = await asyncio.create_subprocess_exec(
         *python_command("-m", "asiarch.engineer.sandbox_child", isolated=True),
         json.dumps(child_limits),
@@ -231,7 +242,7 @@ async def _start_child(limits: SandboxLimits, workdir: str, pipes: _Pipes) -> as
         stdout=asyncio.subprocess.DEVNULL,
         stderr=pipes.stderr_write,
         cwd=workdir,
-        env=_child_env(workdir, limits.threads),
+        env=child_env(workdir, limits.threads, limits.kernel_cache_dir),
         start_new_session=True,
         pass_fds=(pipes.events_write,),
     )

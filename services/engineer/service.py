@@ -29,6 +29,8 @@ from asiarch.common.server import ServiceDefinition
 from asiarch.engineer.budgets import Budget, BudgetError
 from asiarch.engineer.calibration import Calibration, calibrate
 from asiarch.engineer.config import EngineerSettings
+from asiarch.engineer.kernel_cache import prepare_shared_dir
+from asiarch.engineer.kernel_warm import KernelWarmer
 from asiarch.engineer.pipeline import Attempt, Candidate, Pipeline
 from asiarch.engineer.sandbox import SandboxLimits, remove_leftovers
 from asiarch.kernels.registry import kernels
@@ -196,7 +198,10 @@ def _failure_outside_checks(attempt: Attempt) -> list[common_pb2.CheckResult]:
 class EngineerServicer(engineer_pb2_grpc.EngineerServicer):
     def __init__(self, settings: EngineerSettings) -> None:
         self.settings = settings
+        kernel_cache_dir = prepare_shared_dir(settings.engineer_kernel_cache_dir)
+        self.kernels = KernelWarmer(kernel_cache_dir, settings.engineer_sandbox_threads)
         limits = SandboxLimits(
+            kernel_cache_dir=kernel_cache_dir,
             memory_bytes=int(settings.engineer_sandbox_memory_gb * (1 << 30)),
             threads=settings.engineer_sandbox_threads,
             allow_unisolated=settings.engineer_sandbox_unsafe,
@@ -289,6 +294,7 @@ class EngineerServicer(engineer_pb2_grpc.EngineerServicer):
                     )
                 )
                 async with self.slots.take():
+                    await self.kernels.ready(budget)  # the first evaluation of a budget's shapes warms them
                     return await self.pipeline.evaluate(candidate, max_repairs, self.repairer, emit)
             finally:
                 await events.put(None)
@@ -352,6 +358,7 @@ async def lifespan(server: grpc.aio.Server, settings: EngineerSettings) -> Async
     finally:
         if servicer.calibration is not None:
             servicer.calibration.cancel()
+        servicer.kernels.close()
         if servicer.repairer is not None:
             await servicer.repairer.channel.close()
 
