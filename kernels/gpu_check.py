@@ -46,7 +46,7 @@ import tempfile
 import time
 import tomllib
 import venv
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -425,14 +425,10 @@ def run_step(check: Check, python: Path, step: str) -> bool:
     return False
 
 
-def install_step(check: Check) -> tuple[Path, bool]:
+def install_step(check: Check, work: Path) -> tuple[Path, bool]:
     """The interpreter the later steps run on (the new environment's, or this one if it could not be made)
     and whether everything was installed."""
     start, a = time.time(), check.args
-    work = a.work
-    if work is None:
-        work = Path(tempfile.mkdtemp(prefix="asiarch-gpu-check-"))
-        work.chmod(0o755)  # mkdtemp's 0700 would hide the environment from the sandbox's `nobody`
     try:
         python, problems = install(work, a.wheels, REPO, check.out / "install.log")
     except Exception as exc:  # the later steps still run, on this interpreter
@@ -442,15 +438,30 @@ def install_step(check: Check) -> tuple[Path, bool]:
     return python, not problems
 
 
+@contextlib.contextmanager
+def work_folder(given: Path | None) -> Iterator[Path]:
+    """`--work`, kept; or a temporary folder, removed at the end."""
+    if given is not None:
+        yield given
+        return
+    temporary = Path(tempfile.mkdtemp(prefix="asiarch-gpu-check-"))
+    temporary.chmod(0o755)  # mkdtemp's 0700 would hide the environment from the sandbox's `nobody`
+    try:
+        yield temporary
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+
+
 def run_check(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     check = Check(args)
     steps = [s for s in STEPS if s in args.steps.split(",")]
     python, passed = args.python or Path(sys.executable), [True]
-    if "install" in steps and args.python is None:
-        python, installed = install_step(check)
-        passed = [installed]
-    passed += [run_step(check, python, step) for step in steps if step != "install"]
+    with work_folder(args.work) as work:
+        if "install" in steps and args.python is None:
+            python, installed = install_step(check, work)
+            passed = [installed]
+        passed += [run_step(check, python, step) for step in steps if step != "install"]
     write_summary(check.out)
     return 0 if all(passed) else 1
 
