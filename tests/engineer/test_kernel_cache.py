@@ -273,6 +273,57 @@ def test_a_poisoned_overlay_shadows_nothing_and_never_reaches_the_shared_cache(
     assert evaluate(monkeypatch, tmp_path / "next", shared) == []
 
 
+# A C extension, built the way Triton builds its launchers and driver utilities (compile_module_from_src:
+# gcc, through the cache manager): Triton's own caching code, run for real without a GPU.
+EXTENSION = """
+#include <Python.h>
+static PyObject *answer(PyObject *self, PyObject *args) { return PyLong_FromLong(ANSWER); }
+static PyMethodDef methods[] = {{"answer", answer, METH_NOARGS, NULL}, {NULL, NULL, 0, NULL}};
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "NAME", NULL, -1, methods};
+PyMODINIT_FUNC PyInit_NAME(void) { return PyModule_Create(&module); }
+"""
+
+
+def extension(name: str, answer: int) -> str:
+    return EXTENSION.replace("NAME", name).replace("ANSWER", str(answer))
+
+
+# Candidate code that builds the warmed extension and a new one, counting the compiles Triton runs.
+BUILD_EXTENSIONS = """
+import triton.runtime.build as build
+compiled = []
+real_build = build._build
+def counting(name, *args):
+    compiled.append(name)
+    return real_build(name, *args)
+build._build = counting
+for name, source in SOURCES:
+    module = build.compile_module_from_src(source, name)
+    report[name] = [module.answer(), module.__file__]
+report["compiled"] = compiled
+report["overlay"] = __import__("os").environ["TRITON_CACHE_DIR"]
+"""
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="Triton builds its modules with gcc")
+def test_triton_builds_nothing_in_a_sandbox_once_warm(monkeypatch: pytest.MonkeyPatch, shared: str) -> None:
+    from triton.runtime.build import compile_module_from_src
+
+    warmed, new = (
+        ("asiarch_warmed", extension("asiarch_warmed", 42)),
+        ("asiarch_new", extension("asiarch_new", 7)),
+    )
+    with tempfile.TemporaryDirectory() as home:
+        use(monkeypatch, kernel_warm.warm_env(home, 2, shared))
+        assert compile_module_from_src(warmed[1], warmed[0]).answer() == 42
+    before = snapshot(shared)
+    _, report = attack(BUILD_EXTENSIONS.replace("SOURCES", repr([warmed, new])), kernel_cache_dir=shared)
+    assert report["compiled"] == ["asiarch_new"], report
+    assert report["asiarch_warmed"][0] == 42 and report["asiarch_warmed"][1].startswith(shared), report
+    assert report["asiarch_new"][0] == 7 and report["asiarch_new"][1].startswith(report["overlay"]), report
+    assert snapshot(shared) == before
+
+
 def test_a_shared_cache_others_could_write_is_refused(tmp_path: Path) -> None:
     assert kernel_cache.prepare_shared_dir("") is None
     open_folder = tmp_path / "open"
