@@ -341,6 +341,18 @@ def test_a_shared_cache_others_could_write_is_refused(tmp_path: Path) -> None:
             kernel_cache.prepare_shared_dir(str(theirs))
 
 
+def test_the_engineer_hands_its_shared_cache_to_every_sandbox(tmp_path: Path) -> None:
+    from asiarch.engineer.config import EngineerSettings
+    from asiarch.engineer.service import EngineerServicer
+
+    folder = os.path.realpath(tmp_path / "kernels")
+    servicer = EngineerServicer(EngineerSettings(engineer_kernel_cache_dir=folder))
+    assert servicer.pipeline.limits.kernel_cache_dir == servicer.kernels.shared_dir == folder
+    assert os.path.isdir(folder)
+    off = EngineerServicer(EngineerSettings(engineer_kernel_cache_dir=""))
+    assert off.pipeline.limits.kernel_cache_dir is None and off.kernels.shared_dir is None
+
+
 def test_warming_on_cpu_starts_nothing(monkeypatch: pytest.MonkeyPatch, shared: str) -> None:
     warmer = kernel_warm.KernelWarmer(shared, 2)
     asyncio.run(warmer.ready(SANDBOX_BUDGET))  # device cpu
