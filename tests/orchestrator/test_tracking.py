@@ -22,7 +22,14 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 from support import BIN, RunningService
 
-from asiarch.orchestrator.tracking import ID_TAG, LiveTracking, MlflowTracker, TrackedDisplay
+from asiarch.orchestrator.tracking import (
+    ID_TAG,
+    LiveTracking,
+    MlflowTracker,
+    TrackedDisplay,
+    artifact_location,
+    tracking_uri,
+)
 from asiarch.v1 import analyst_pb2_grpc, common_pb2
 
 RUN_ID = results_data.RUN_ID
@@ -159,6 +166,29 @@ def test_exporting_again_logs_nothing_twice_and_a_change_updates_the_same_run(
     assert run.data.metrics["fitness/total"] == pytest.approx(changed.fitness.total)
     history = MlflowClient(tracking_uri=store).get_metric_history(run.info.run_id, "loss_curve/train")
     assert len(history) == len(changed.evaluation.metrics.loss_curve)  # the curve is not appended again
+
+
+def test_the_store_is_mlflow_tracking_uri_else_sqlite_in_mlruns_with_the_artifacts_beside_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert tracking_uri() == f"sqlite:///{tmp_path.resolve()}/mlruns/mlflow.db"
+    located = artifact_location(tracking_uri(), "run-7")
+    assert located == (tmp_path.resolve() / "mlruns" / "artifacts" / "run-7").as_uri()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.example:5000")
+    assert tracking_uri() == "http://mlflow.example:5000"
+    assert artifact_location(tracking_uri(), "run-7") is None  # the server's own artifact store
+
+
+def test_mlflow_is_loaded_only_when_tracking_is_used() -> None:
+    probe = (
+        "import sys, asiarch.orchestrator.cli, asiarch.orchestrator.tracking; print('mlflow' in sys.modules)"
+    )
+    result = subprocess.run(
+        [str(BIN / "python"), "-P", "-c", probe], capture_output=True, text=True, timeout=120
+    )
+    assert result.stdout.strip() == "False", result.stderr
 
 
 def closed_port() -> int:
