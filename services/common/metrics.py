@@ -90,10 +90,9 @@ class RpcMetrics:
         if labels is None:
             grpc_service, _, grpc_method = method.lstrip("/").rpartition("/")
             labels = self._labels[(method, kind)] = (self.service, grpc_service, grpc_method, kind)
-        call = Call(self, labels)
-        task = asyncio.current_task()
-        if task is not None:
-            task.add_done_callback(call.task_done)
+        call = Call(self, labels, asyncio.current_task())
+        if call.task is not None:
+            call.task.add_done_callback(call.task_done)
         return call
 
     def unimplemented(self) -> None:
@@ -117,15 +116,22 @@ class RpcMetrics:
 class Call:
     """One received call: `begin` when its handler starts, `end` with its final status."""
 
-    __slots__ = ("began", "labels", "metrics", "received")
+    __slots__ = ("began", "labels", "metrics", "received", "task")
 
-    def __init__(self, metrics: RpcMetrics, labels: tuple[str, ...]) -> None:
-        self.metrics, self.labels = metrics, labels
+    def __init__(
+        self, metrics: RpcMetrics, labels: tuple[str, ...], task: asyncio.Task[object] | None
+    ) -> None:
+        self.metrics, self.labels, self.task = metrics, labels, task
         self.received = time.perf_counter()
         self.began = False
 
     def begin(self) -> None:
         self.began = True
+        if self.task is not None:
+            # The handler runs: `end` will count the call. A callback left on the task would cost a turn
+            # of the event loop when the call ends, which is most of what counting a call costs.
+            self.task.remove_done_callback(self.task_done)
+            self.task = None
         self.metrics.in_flight(self.labels).inc()
 
     def end(self, code: grpc.StatusCode) -> None:
