@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import grpc
 import structlog
 
 from asiarch.common.contract import name_of, precisions, preset_name
@@ -393,12 +394,14 @@ class LiveTracking:
     async def confirmations(self) -> None:
         """Log again, with their verdicts, the promising experiments confirmed since they were recorded
         (the loop confirms within the cycle; one GetExperiment each)."""
+        if self.failure:
+            return
         for experiment_id in sorted(self.awaiting):
             try:
                 reply = await self.analyst.GetExperiment(
                     analyst_pb2.GetExperimentRequest(id=experiment_id), timeout=60
                 )
-            except Exception as exc:  # grpc.aio.AioRpcError: tried again after the next cycle
+            except grpc.aio.AioRpcError as exc:  # asked again after the next cycle
                 log.info("tracking_confirmation_unread", id=experiment_id, error=str(exc))
                 continue
             if reply.confirmation.against_id:
@@ -416,6 +419,10 @@ class LiveTracking:
 
     def display(self, display: Any) -> Any:
         return TrackedDisplay(display, self)
+
+    def abandon(self) -> None:
+        """The run stopped or failed: what is queued is dropped (export-runs logs it later)."""
+        self.pool.shutdown(wait=False, cancel_futures=True)
 
     async def close(self) -> str:
         """Wait for what is queued; one line saying what was logged, and where."""
@@ -477,8 +484,13 @@ async def live_tracking(
     )
     try:
         yield tracking
-    finally:
-        display.note(await tracking.close())
+    except BaseException:  # stopped or failed: no waiting on the tracker on the way out
+        tracking.abandon()
+        display.note(
+            "MLflow tracking stopped with the run; `asiarch export-runs mlflow RUN_DIR` logs the rest"
+        )
+        raise
+    display.note(await tracking.close())
 
 
 # --- asiarch export-runs mlflow RUN_DIR ---

@@ -11,6 +11,7 @@ import asyncio
 import os
 import socket
 import subprocess
+import types
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from asiarch.orchestrator.tracking import (
     MlflowTracker,
     TrackedDisplay,
     artifact_location,
+    live_tracking,
     tracking_uri,
 )
 from asiarch.v1 import analyst_pb2_grpc, common_pb2
@@ -299,3 +301,19 @@ def test_a_failing_tracker_during_discover_is_a_warning_not_a_dead_run(
     warnings = [n for n in screen.notes if n.startswith("warning: MLflow tracking stopped, the run goes on")]
     assert len(warnings) == 1 and "asiarch export-runs mlflow RUN_DIR" in warnings[0]
     assert screen.notes[-1].startswith("MLflow tracking stopped: MLflow cannot use the tracking URI")
+
+
+def test_a_run_that_stops_leaves_the_rest_to_export_runs(store: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    screen = Screen()
+    stubs, options = types.SimpleNamespace(analyst=None), types.SimpleNamespace(confirm_seeds=0)
+
+    async def stopped() -> None:
+        async with live_tracking("mlflow", {"run_id": "stopped-run"}, stubs, screen, options):
+            raise KeyboardInterrupt  # Ctrl-C in the middle of a cycle
+
+    with pytest.raises(KeyboardInterrupt):
+        asyncio.run(stopped())
+    assert screen.notes == [
+        "MLflow tracking stopped with the run; `asiarch export-runs mlflow RUN_DIR` logs the rest"
+    ]
