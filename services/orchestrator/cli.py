@@ -101,6 +101,7 @@ def _run_metadata(
             "seed": args.seed,
             "parallel": args.parallel,
             "confirm_seeds": args.confirm_seeds,
+            "confirm_rung": args.confirm_rung,
             "proxy_filter": args.proxy_filter,
             "proxy": args.proxy,
             "self_heal": args.self_heal,
@@ -134,6 +135,7 @@ async def _run_discovery(
         parallel=args.parallel,
         promote=args.promote,
         confirm_seeds=args.confirm_seeds,
+        confirm_rung=args.confirm_rung,
         run_dir=run_dir,
         proxy_filter=args.proxy_filter,
         proxy=args.proxy,
@@ -381,8 +383,9 @@ def _add_training_options(cmd: argparse.ArgumentParser) -> None:
         default=DEFAULT_CONFIRM_SEEDS,
         metavar="K",
         help="a candidate that leads the strongest baseline beyond noise is re-trained with K paired seeds "
-        "at rung 2 and tested (0: never)",
+        "at --confirm-rung and tested (0: never)",
     )
+    add_confirm_rung(cmd)
     cmd.add_argument(
         "--proxy-filter",
         type=_share,
@@ -499,6 +502,19 @@ def not_negative(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
     return value
+
+
+def add_confirm_rung(cmd: argparse.ArgumentParser) -> None:
+    from asiarch.orchestrator.config import CONFIRM_RUNGS, DEFAULT_CONFIRM_RUNG
+
+    cmd.add_argument(
+        "--confirm-rung",
+        type=int,
+        choices=CONFIRM_RUNGS,
+        default=DEFAULT_CONFIRM_RUNG,
+        help="the rung a confirmation's replicates train at: 2 trains them 4x longer, 1 repeats the "
+        "exploratory training on new seeds (cheaper) (default: %(default)s)",
+    )
 
 
 def add_budget(cmd: argparse.ArgumentParser, help: str) -> None:

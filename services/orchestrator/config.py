@@ -16,6 +16,11 @@ from asiarch.common.config import ENV_PREFIX
 
 # Paired seeds a promising candidate is confirmed with (discover --confirm-seeds, confirm --seeds).
 DEFAULT_CONFIRM_SEEDS = 3
+# The rung the replicates of a confirmation train at (discover --confirm-rung): 2 trains them longer than
+# the exploratory rung 1, so a confirmed lead also survives more training; 1 repeats the rung-1 training on
+# new seeds (a cheaper test that the lead is not seed noise, what the CPU benchmark uses).
+DEFAULT_CONFIRM_RUNG = 2
+CONFIRM_RUNGS = (1, 2)
 # The budget preset (asiarch.common.contract.budget_presets) of discover and import when --budget is not
 # given, and of a run whose run.json records none.
 DEFAULT_BUDGET = "cpu"

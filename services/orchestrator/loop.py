@@ -49,7 +49,7 @@ from asiarch.common.cli import precision_value, proposal_mode_value
 from asiarch.common.contract import DEFAULT_CLASS_NAME, budget_presets
 from asiarch.common.source import SourceError, parse_source
 from asiarch.common.tracing import CycleSpans
-from asiarch.orchestrator.config import DEFAULT_BUDGET, DEFAULT_CONFIRM_SEEDS
+from asiarch.orchestrator.config import DEFAULT_BUDGET, DEFAULT_CONFIRM_RUNG, DEFAULT_CONFIRM_SEEDS
 from asiarch.orchestrator.retry import retrying
 from asiarch.orchestrator.stats import (
     Correlation,
@@ -88,6 +88,7 @@ class Options:
     parallel: int = 1
     promote: bool = False
     confirm_seeds: int = DEFAULT_CONFIRM_SEEDS  # for a candidate that leads the strongest baseline; 0: never
+    confirm_rung: int = DEFAULT_CONFIRM_RUNG  # the rung its replicates train at
     run_dir: Path | None = None  # where stats.json goes; None: nowhere
     proxy_filter: float = 0.0  # share of the validated proposals a trusted proxy skips; 0: off
     proxy: str = "loss_slope"  # the zero-cost proxy (ValidateResponse.proxies) that ranks them
@@ -169,7 +170,6 @@ def replicate_id(experiment_id: str, seed: int, rung: int) -> str:
     return f"{experiment_id}.s{seed}.r{rung}"
 
 
-CONFIRMATION_RUNG = 2  # replicates train at the rung after the exploratory one
 SUCCEEDED = common_pb2.EXPERIMENT_STATUS_SUCCEEDED
 
 
@@ -489,7 +489,7 @@ class Discovery:
         count = self.options.confirm_seeds if seeds is None else seeds
         self.display.note(
             f"confirming {experiment.name} against {against.name}: "
-            f"{count} paired seeds at rung {CONFIRMATION_RUNG}"
+            f"{count} paired seeds at rung {self.options.confirm_rung}"
         )
         await self._bounded(
             [
@@ -499,7 +499,7 @@ class Discovery:
             ]
         )
         request = analyst_pb2.ConfirmRequest(
-            experiment_id=experiment.id, against_id=against.id, rung=CONFIRMATION_RUNG
+            experiment_id=experiment.id, against_id=against.id, rung=self.options.confirm_rung
         )
         reply = await retrying(
             "Analyst.Confirm", lambda: self.stubs.analyst.Confirm(request, timeout=RECORD_TIMEOUT)
@@ -509,7 +509,7 @@ class Discovery:
 
     async def _replicate(self, original: common_pb2.Experiment, seed: int) -> None:
         """One replicate, trained unless the store already holds it."""
-        experiment_id = replicate_id(original.id, seed, CONFIRMATION_RUNG)
+        experiment_id = replicate_id(original.id, seed, self.options.confirm_rung)
         stored = await self.get(experiment_id)
         if stored is not None and stored.status in TERMINAL:
             return
@@ -520,7 +520,7 @@ class Discovery:
         label = f"{original.name} seed {seed}"
         self.display.started(experiment_id, label)
         evaluation = await self.evaluate(
-            experiment_id, proposal, None, repairable=False, seed=seed, rung=CONFIRMATION_RUNG
+            experiment_id, proposal, None, repairable=False, seed=seed, rung=self.options.confirm_rung
         )
         recorded = await self.record(
             common_pb2.Experiment(

@@ -310,6 +310,7 @@ def plan(bench_dir: Path, **given: Any) -> Plan:
         "budget": "smoke",
         "parallel": 1,
         "confirm_seeds": 0,
+        "confirm_rung": 2,
         "seed": 0,
         "llm": "none",
         "mode": "dsl",

@@ -275,3 +275,23 @@ async def test_a_twin_that_trained_anything_else_is_not_copied() -> None:
         )
         await loop._baseline(proposal)
         assert len(engineer.requests) == 1 and loop.reused == 0
+
+
+async def test_with_confirm_rung_one_the_replicates_repeat_the_exploratory_training_on_new_seeds() -> None:
+    baseline = common_pb2.Experiment(id="r.base.deltanet", run_id="r", name="deltanet", is_baseline=True)
+    candidate = common_pb2.Experiment(id="r.c0001.0", run_id="r", name="child", cycle=1)
+    candidate.analysis.promising, candidate.analysis.rival_id = True, baseline.id
+    analyst, engineer = ConfirmingAnalyst([baseline, candidate]), RecordingEngineer()
+    loop = Discovery(
+        Options(run_id="r", budget="smoke", seed=0, confirm_seeds=2, confirm_rung=1),
+        Stubs(selector=None, researcher=None, engineers=[engineer], analyst=analyst),
+        QuietDisplay(),
+    )
+    await loop.confirm_if_due(candidate)
+    assert sorted((r.experiment_id, r.budget.seed, r.budget.rung) for r in engineer.requests) == [
+        ("r.base.deltanet.s1.r1", 1, 1),
+        ("r.base.deltanet.s2.r1", 2, 1),
+        ("r.c0001.0.s1.r1", 1, 1),
+        ("r.c0001.0.s2.r1", 2, 1),
+    ]
+    assert [(c.experiment_id, c.rung) for c in analyst.confirms] == [(candidate.id, 1)]

@@ -58,6 +58,7 @@ def plan_of(args: argparse.Namespace) -> Any:
         budget=args.budget,
         parallel=args.parallel,
         confirm_seeds=args.confirm_seeds,
+        confirm_rung=args.confirm_rung,
         seed=args.seed,
         llm=args.llm,
         mode=proposal_mode(None, args.llm),
@@ -74,6 +75,7 @@ def command_of(plan: Any) -> str:
             f"--budget={plan.budget}",
             f"--parallel={plan.parallel}",
             f"--confirm-seeds={plan.confirm_seeds}",
+            f"--confirm-rung={plan.confirm_rung}",
             f"--seed={plan.seed}",
             f"--llm={plan.llm}",
             f"--bench-dir={plan.bench_dir}",
@@ -144,7 +146,7 @@ async def _bench(args: argparse.Namespace) -> int:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    from asiarch.orchestrator.cli import add_budget, not_negative, positive
+    from asiarch.orchestrator.cli import add_budget, add_confirm_rung, not_negative, positive
     from asiarch.orchestrator.config import DEFAULT_CONFIRM_SEEDS
 
     targets = command_group(commands, "bench", help="run benchmarks and write docs/benchmarks.md")
@@ -177,6 +179,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         metavar="K",
         help="as discover's",
     )
+    add_confirm_rung(cmd)
     cmd.add_argument("--seed", type=int, default=0, help="seed of run r0; run ri has seed + i")
     cmd.add_argument(
         "--llm",

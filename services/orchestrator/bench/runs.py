@@ -51,6 +51,7 @@ class Plan:
     budget: str
     parallel: int
     confirm_seeds: int
+    confirm_rung: int
     seed: int
     llm: str
     mode: str | None
@@ -75,6 +76,7 @@ class Plan:
             "budget": self.budget,
             "seed": self.seed,
             "confirm_seeds": self.confirm_seeds,
+            "confirm_rung": self.confirm_rung,
             "llm": self.llm,
             "mode": self.mode,
             "parallel": self.parallel,
@@ -198,6 +200,7 @@ class Bench:
             seed=plan.seed + index,
             parallel=plan.parallel,
             confirm_seeds=plan.confirm_seeds,
+            confirm_rung=plan.confirm_rung,
             run_dir=plan.run_dir(strategy, index),
             service_pids=(os.getpid(), *(pid for pid in self.pids.values() if pid)),
             # The runs train the same baselines (and often the same replicates) at the same seeds: each is
