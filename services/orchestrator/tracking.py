@@ -49,6 +49,7 @@ import grpc
 import structlog
 
 from asiarch.common.contract import name_of, precisions, preset_name
+from asiarch.orchestrator.results import summary
 from asiarch.v1 import analyst_pb2, common_pb2
 
 log = structlog.get_logger("asiarch.tracking")
@@ -63,13 +64,6 @@ TERMINAL = {common_pb2.EXPERIMENT_STATUS_SUCCEEDED, common_pb2.EXPERIMENT_STATUS
 MAX_TAG = 5000  # characters; MLflow refuses tag values over 8000
 MAX_BATCH = 1000  # entities per log_batch call, MLflow's limit
 NOT_METRIC_CHARS = re.compile(r"[^A-Za-z0-9_\-. /]")
-ANALYSIS_PARTS = (
-    ("design_evaluation", "Design evaluation"),
-    ("results_analysis", "Results analysis"),
-    ("expectation_vs_reality", "Expectation vs reality"),
-    ("theoretical_explanation", "Theoretical explanation"),
-    ("synthesis", "Synthesis"),
-)
 
 
 class TrackingError(Exception):
@@ -115,11 +109,6 @@ def _said(uri: str) -> Iterator[None]:
 
 def _millis(stamp: Any) -> int | None:
     return stamp.ToMilliseconds() if stamp.seconds or stamp.nanos else None
-
-
-def _layer_source(e: common_pb2.Experiment) -> common_pb2.ArchitectureSource:
-    final = e.evaluation.final_source
-    return final if final.module_source else e.proposal.source
 
 
 def run_params(e: common_pb2.Experiment, options: dict[str, Any]) -> dict[str, str]:
@@ -179,9 +168,8 @@ def scalar_metrics(e: common_pb2.Experiment) -> dict[str, float]:
     if m.HasField("layer_parameters"):
         values["layer_parameters"] = float(m.layer_parameters)
     values.update({NOT_METRIC_CHARS.sub("_", b.name): b.score for b in m.benchmarks})
-    mqar = [b.score for b in m.benchmarks if b.task == "mqar" or b.name.startswith("mqar/")]
-    if mqar:
-        values["mqar_mean"] = sum(mqar) / len(mqar)
+    if (mqar := summary.mean_mqar(e)) is not None:
+        values["mqar_mean"] = mqar
     values.update({f"proxy/{NOT_METRIC_CHARS.sub('_', k)}": v for k, v in m.proxies.items()})
     if e.evaluation.wall_seconds:
         values["wall_seconds"] = e.evaluation.wall_seconds
@@ -211,6 +199,8 @@ def curve_metrics(e: common_pb2.Experiment, started_ms: int) -> list[Any]:
 
 
 def analysis_markdown(e: common_pb2.Experiment) -> str:
+    from asiarch.orchestrator.results.tables import ANALYSIS_PARTS
+
     a = e.analysis
     parts = [f"# {e.name} ({e.id})", "", f"## Motivation\n\n{e.proposal.motivation}"]
     parts += [f"## {title}\n\n{getattr(a, name)}" for name, title in ANALYSIS_PARTS if getattr(a, name)]
@@ -226,7 +216,7 @@ def artifact_files(e: common_pb2.Experiment) -> dict[str, str]:
     """File name -> text: the layer evaluated, the analysis (markdown and JSON), the DSL spec if any."""
     from google.protobuf import json_format
 
-    files = {"layer.py": _layer_source(e).module_source}
+    files = {"layer.py": summary.layer_source(e).module_source}
     if e.HasField("analysis"):
         files["analysis.md"] = analysis_markdown(e)
         files["analysis.json"] = json_format.MessageToJson(e.analysis, preserving_proto_field_name=True)
