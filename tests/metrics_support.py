@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-import httpx
+import time
+import urllib.request
+from collections.abc import Callable
+
 from prometheus_client.parser import text_string_to_metric_families
 from support import RunningService
 
@@ -19,11 +22,11 @@ def metrics_port(service: RunningService) -> int:
 
 def scrape(port: int) -> Samples:
     """Every sample at http://127.0.0.1:PORT/metrics, keyed by its name and labels."""
-    response = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
-    response.raise_for_status()
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
     return {
         (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(response.text)
+        for family in text_string_to_metric_families(text)
         for sample in family.samples
     }
 
@@ -36,3 +39,15 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 
 def moved(before: Samples, after: Samples, name: str, **labels: str) -> float:
     return value(after, name, **labels) - value(before, name, **labels)
+
+
+def scrape_until(port: int, done: Callable[[Samples], bool], within: float = 10) -> Samples:
+    """Scrape until `done` holds (or `within` seconds pass; the caller's assertions then say what is missing).
+
+    A handler that fails aborts the call, and gRPC sends the status before the interceptor's `finally`
+    counts it: the client can see the error a moment before the counter moves.
+    """
+    deadline = time.monotonic() + within
+    while not done(samples := scrape(port)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return samples
