@@ -128,8 +128,8 @@ class Call:
     def begin(self) -> None:
         self.began = True
         if self.task is not None:
-            # The handler runs: `end` will count the call. A callback left on the task would cost a turn
-            # of the event loop when the call ends, which is most of what counting a call costs.
+            # The handler runs: `end` will count the call, and a callback left on the task would cost
+            # a turn of the event loop when the call ends, for nothing.
             self.task.remove_done_callback(self.task_done)
             self.task = None
         self.metrics.in_flight(self.labels).inc()
