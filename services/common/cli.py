@@ -20,6 +20,7 @@ import asyncio
 import functools
 import os
 import re
+import signal
 import sys
 import tempfile
 import tomllib
@@ -32,6 +33,7 @@ from asiarch.common import health_check, tracing
 from asiarch.common.config import env_name, load_settings
 from asiarch.common.contract import budget_presets, precisions, proposal_modes
 from asiarch.common.errors import ConfigError
+from asiarch.common.local import stop_with_parent
 from asiarch.common.logs import configure_logging
 from asiarch.common.server import ServiceDefinition, serve
 from asiarch.common.threads import bound_threads
@@ -277,8 +279,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.command != "serve":  # a service names its own traces when it starts serving
-            tracing.configure(args.command)
+        if args.command == "serve":  # a service drains on SIGTERM itself (asiarch.common.server)
+            stop_with_parent()
+        else:
+            # SIGTERM (kill, docker stop, a CI timeout) stops a command as Ctrl-C does: its task is
+            # cancelled, so the local services it started are stopped and its run says "stopped". Python's
+            # default would end the process at once and leave those services running.
+            signal.signal(signal.SIGTERM, signal.default_int_handler)
+            tracing.configure(args.command)  # a service names its own traces when it starts serving
         return int(args.run(args) or 0)
     except ConfigError as exc:
         print(f"asiarch: {exc}", file=sys.stderr)

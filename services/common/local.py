@@ -39,6 +39,28 @@ log = structlog.get_logger("asiarch.local")
 START_TIMEOUT = 120.0
 
 
+# Set in a local service's environment to the pid of the process that started it: the service asks the
+# kernel for SIGTERM when that process dies (`stop_with_parent`), so a supervisor killed without warning
+# (kill -9, the OOM killer) leaves no service running behind it. (The kernel watches the thread that
+# started the child: LocalService spawns from the event loop's thread, which lives as long as the command.)
+STOP_WITH_PARENT = "_ASIARCH_STOP_WITH_PARENT"
+_PR_SET_PDEATHSIG = 1
+
+
+def stop_with_parent() -> None:
+    """In a service started by LocalService (Linux): SIGTERM when the starting process dies; exits at once
+    if it is already gone. Nothing elsewhere."""
+    parent = os.environ.pop(STOP_WITH_PARENT, "")
+    if not parent.isdigit() or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != int(parent):  # it died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def python_command(*args: str, isolated: bool = False) -> list[str]:
     """argv for a Python child of ours: never the current directory on sys.path.
 
@@ -104,7 +126,7 @@ class LocalService:
                 str(self.port_file),
                 stdout=log,
                 stderr=log,
-                env=self.env,
+                env={**self.env, STOP_WITH_PARENT: str(os.getpid())},
             )
         try:
             self.port = await self._written_port(self.process)

@@ -329,7 +329,7 @@ def _register_discover(commands: argparse._SubParsersAction) -> None:
         "--track",
         choices=("mlflow",),
         help="log each experiment as it is recorded to MLflow ($MLFLOW_TRACKING_URI, else "
-        "sqlite:///./mlruns/mlflow.db); a tracking failure is a warning, the run goes on",
+        "sqlite:///./mlruns/mlflow.db); a tracking failure is a warning, the run goes on (default: off)",
     )
     cmd.set_defaults(run=lambda args: asyncio.run(_discover(args)))
 
