@@ -18,7 +18,7 @@ from typing import Any
 from asiarch.common.cli import BUDGETS, LLM_BACKENDS, MODES, PRECISIONS, Choices, matching
 from asiarch.common.devices import DEVICE_PATTERN, DEVICES
 from asiarch.common.errors import ConfigError
-from asiarch.orchestrator.config import DEFAULT_BUDGET, DEFAULT_CONFIRM_SEEDS
+from asiarch.orchestrator.config import DEFAULT_BUDGET, DEFAULT_CONFIRM_SEEDS, DEFAULT_MLFLOW_STORE, TRACKERS
 from asiarch.orchestrator.stats import CANDIDATES_BAR, RHO_BAR
 
 # A proxy's name as the engineer reports it (Metrics.proxies: common.proto lists them). Only its form is
@@ -327,9 +327,10 @@ def _register_discover(commands: argparse._SubParsersAction) -> None:
     add_engineers(cmd)
     cmd.add_argument(
         "--track",
-        choices=("mlflow",),
+        choices=TRACKERS,
         help="log each experiment as it is recorded to MLflow ($MLFLOW_TRACKING_URI, else "
-        "sqlite:///./mlruns/mlflow.db); a tracking failure is a warning, the run goes on (default: off)",
+        f"sqlite:///./{DEFAULT_MLFLOW_STORE}); a tracking failure is a warning, the run goes on "
+        "(default: off)",
     )
     cmd.set_defaults(run=lambda args: asyncio.run(_discover(args)))
 
@@ -453,11 +454,11 @@ def _register_export_runs(commands: argparse._SubParsersAction) -> None:
         help="log a run's experiments to an experiment tracker (MLflow)",
         description=(
             "Log every finished experiment of a run (replicates included) as one MLflow run, in an MLflow "
-            "experiment named after the run id, at $MLFLOW_TRACKING_URI (default: sqlite:///./mlruns/"
-            "mlflow.db). Again later, it logs only what is new or changed."
+            f"experiment named after the run id, at $MLFLOW_TRACKING_URI (default: sqlite:///./"
+            f"{DEFAULT_MLFLOW_STORE}). Again later, it logs only what is new or changed."
         ),
     )
-    cmd.add_argument("tracker", choices=("mlflow",), help="the tracker: %(choices)s")
+    cmd.add_argument("tracker", choices=TRACKERS, help="the tracker: %(choices)s")
     cmd.add_argument(
         "run_dir", nargs="?", type=Path, metavar="RUN_DIR", help="the run (default: the latest under runs/)"
     )

@@ -7,6 +7,7 @@ addresses mean "start that service locally", the one-command laptop run.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr
@@ -21,6 +22,10 @@ DEFAULT_CONFIRM_SEEDS = 3
 # new seeds (a cheaper test that the lead is not seed noise, what the CPU benchmark uses).
 DEFAULT_CONFIRM_RUNG = 2
 CONFIRM_RUNGS = (1, 2)
+# Experiment trackers a run can be logged to (discover --track, export-runs), and where MLflow's local store
+# goes when MLFLOW_TRACKING_URI is not set (asiarch.orchestrator.tracking).
+TRACKERS = ("mlflow",)
+DEFAULT_MLFLOW_STORE = Path("mlruns") / "mlflow.db"
 # The budget preset (asiarch.common.contract.budget_presets) of discover and import when --budget is not
 # given, and of a run whose run.json records none.
 DEFAULT_BUDGET = "cpu"

@@ -49,17 +49,17 @@ import grpc
 import structlog
 
 from asiarch.common.contract import name_of, precisions, preset_name
+from asiarch.orchestrator.config import DEFAULT_MLFLOW_STORE
 from asiarch.orchestrator.results import summary
 from asiarch.v1 import analyst_pb2, common_pb2
 
 log = structlog.get_logger("asiarch.tracking")
 
-TRACKERS = ("mlflow",)
 ID_TAG = "asiarch.id"
 DIGEST_TAG = "asiarch.digest"
 # Bumped when what is logged for an experiment changes, so that export-runs re-logs every run.
 MAPPING_VERSION = b"asiarch-mlflow-1"
-DEFAULT_STORE = Path("mlruns") / "mlflow.db"
+DEFAULT_STORE = DEFAULT_MLFLOW_STORE
 TERMINAL = {common_pb2.EXPERIMENT_STATUS_SUCCEEDED, common_pb2.EXPERIMENT_STATUS_FAILED}
 MAX_TAG = 5000  # characters; MLflow refuses tag values over 8000
 MAX_BATCH = 1000  # entities per log_batch call, MLflow's limit
