@@ -23,7 +23,7 @@ import os
 import platform
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -239,8 +239,8 @@ def cpu_candidates(family: str) -> list[Candidate]:
     return candidates
 
 
-def cpu_rows(repeats: int, quick: bool) -> list[Row]:
-    rows = []
+def cpu_rows(repeats: int, quick: bool) -> Iterator[Row]:
+    """Each row as soon as it is measured."""
     shapes = CPU_SHAPES[:1] if quick else CPU_SHAPES
     for shape in shapes:
         inputs = make_inputs(shape, torch.float32, "cpu")
@@ -248,16 +248,15 @@ def cpu_rows(repeats: int, quick: bool) -> list[Row]:
             for c in cpu_candidates(family):
                 for mode in ("fwd", "fwd+bwd"):
                     if isinstance(c.kernel, str):
-                        rows.append(Row(shape, family, c.name, mode, None, c.kernel))
+                        yield Row(shape, family, c.name, mode, None, c.kernel)
                     elif mode == "fwd+bwd" and not c.backward:
-                        rows.append(Row(shape, family, c.name, mode, None, SLOW_BACKWARD))
+                        yield Row(shape, family, c.name, mode, None, SLOW_BACKWARD)
                     else:
                         # A per-token loop takes seconds and compiles nothing: one run
                         # without a warm-up says enough (and keeps a shared box usable).
                         n, warm_up = (1, False) if c.per_token else (repeats, True)
                         ms, note = attempt(measure, c.kernel, inputs, mode, n, "cpu", warm_up)
-                        rows.append(Row(shape, family, c.name, mode, ms, note))
-    return rows
+                        yield Row(shape, family, c.name, mode, ms, note)
 
 
 def attempt(timed: Callable[..., float], *args: object) -> tuple[float | None, str]:
@@ -320,16 +319,15 @@ def timed_row(
     return Row(shape, family, name, mode, ms, note)
 
 
-def gpu_rows(repeats: int, quick: bool) -> list[Row]:
-    rows = []
+def gpu_rows(repeats: int, quick: bool) -> Iterator[Row]:
+    """Each row as soon as it is measured."""
     shapes = GPU_SHAPES[-1:] if quick else GPU_SHAPES
     for shape in shapes:
         inputs = make_inputs(shape, torch.bfloat16, "cuda")
         for family in FAMILIES:
             for name, kernel in gpu_candidates(family):
                 for mode in ("fwd", "fwd+bwd"):
-                    rows.append(timed_row(shape, family, name, kernel, inputs, mode, repeats))
-    return rows
+                    yield timed_row(shape, family, name, kernel, inputs, mode, repeats)
 
 
 def _bandwidth_note(shape: tuple[int, int, int, int], ms: float, mode: str) -> str:
@@ -422,12 +420,31 @@ def _speedups(rows: list[Row]) -> str:
     return "Compared with asiarch chunk:\n\n" + "\n".join(out) if out else ""
 
 
-def run(device: str, quick: bool, repeats: int, out: Path | None, command: str) -> str:
+def row_line(row: Row) -> str:
+    """One measured row as a plain line (what `asiarch bench kernels` prints as it goes)."""
+    took = "–" if row.ms is None else f"{row.ms:.3f} ms"
+    return f"{row.shape} {row.family} {row.implementation} {row.mode}: {took}" + (
+        f" ({row.note})" if row.note else ""
+    )
+
+
+def run(
+    device: str,
+    quick: bool,
+    repeats: int,
+    out: Path | None,
+    command: str,
+    on_row: Callable[[Row], None] = lambda row: None,
+) -> str:
+    """Measure every row (`on_row` sees each as it finishes), then the table, written to `out`."""
     if device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device is available on this machine")
     torch.manual_seed(0)
     load_start = os.getloadavg()[0]
-    rows = gpu_rows(repeats, quick) if device == "cuda" else cpu_rows(repeats, quick)
+    rows = []
+    for row in gpu_rows(repeats, quick) if device == "cuda" else cpu_rows(repeats, quick):
+        rows.append(row)
+        on_row(row)
     text = render(rows, device, command, repeats, (load_start, os.getloadavg()[0]))
     if out is not None:
         write_section(out, f"kernels:{device}", text)

@@ -29,7 +29,11 @@ def _run(args: argparse.Namespace) -> int:
     repeats = args.repeats or (2 if args.quick else 5)
     command = "asiarch " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "asiarch bench kernels"
     out = None if args.no_write else output_path(args.out, "benchmarks.md")
-    text = bench.run(args.device, args.quick, repeats, out, command)
+    # Each row as it is measured (the whole table takes minutes), then the table.
+    def say(row: bench.Row) -> None:
+        print(bench.row_line(row), flush=True)
+
+    text = bench.run(args.device, args.quick, repeats, out, command, say)
     print(text)
     if out is not None:
         print(f"written to {out.resolve()}")

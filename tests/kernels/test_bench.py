@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -138,6 +139,7 @@ def test_out_says_where(
     assert main(["bench", "kernels", "--quick", "--out", str(out)]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == f"written to {out}"
     assert "asiarch chunk (PyTorch)" in out.read_text()
+
     assert not (tmp_path / "docs").exists()
     # From the repository's root, without --out: its own page.
     assert main(["bench", "kernels", "--quick"]) == 0
@@ -148,3 +150,21 @@ def test_out_says_where(
     page.unlink()
     assert main(["bench", "kernels", "--quick", "--no-write"]) == 0
     assert "written to" not in capsys.readouterr().out and not page.exists()
+
+
+def test_each_row_is_printed_as_it_is_measured_before_the_table(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    printed_before: list[str] = []
+
+    def rows(repeats: int, quick: bool) -> Iterator[bench.Row]:
+        yield bench.Row((1, 64, 1, 16), "linear_attn", "asiarch chunk (PyTorch)", "fwd", 1.25)
+        printed_before.append(capsys.readouterr().out)  # what the terminal had when the second began
+        yield bench.Row((1, 64, 1, 16), "linear_attn", "FLA naive", "fwd", None, "not installed")
+
+    monkeypatch.setattr(bench, "cpu_rows", rows)
+    assert main(["bench", "kernels", "--quick", "--no-write"]) == 0
+    assert printed_before == ["(1, 64, 1, 16) linear_attn asiarch chunk (PyTorch) fwd: 1.250 ms\n"]
+    rest = capsys.readouterr().out
+    assert rest.startswith("(1, 64, 1, 16) linear_attn FLA naive fwd: – (not installed)\n")
+    assert "| linear_attn |" in rest  # then the table
