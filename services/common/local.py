@@ -24,6 +24,7 @@ import dataclasses
 import os
 import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -190,7 +191,9 @@ RESTARTS = Policy(
 async def local_service(
     name: str, env: dict[str, str] | None = None, log_path: Path | None = None
 ) -> AsyncIterator[str]:
-    """Run `asiarch serve NAME` on a free port; yield its address."""
+    """Run `asiarch serve NAME` on a free port; yield its address. Says so on stderr (a line when it starts
+    and one when it serves: a service loading torch or a model takes seconds, which would otherwise pass
+    in silence; stdout stays the command's own)."""
     with tempfile.TemporaryDirectory(prefix=f"asiarch-{name}-") as folder:
         service = LocalService(
             name,
@@ -198,7 +201,14 @@ async def local_service(
             log_path or Path(folder) / "service.log",
             port_file=Path(folder) / "port",
         )
+        started = time.monotonic()
+        print(f"starting a local {name} …", file=sys.stderr, flush=True)
         await service.start()
+        print(
+            f"a local {name} serves on {service.address} ({time.monotonic() - started:.1f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
         try:
             yield service.address
         finally:

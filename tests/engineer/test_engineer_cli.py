@@ -80,6 +80,11 @@ def test_validate_accepts_a_good_layer_with_a_local_engineer(tmp_path: Path) -> 
     done = asiarch("validate", write(tmp_path, "good.py", layers.GOOD))  # no address: starts its own
     assert done.returncode == 0, done.stderr
     assert "good.py: valid" in done.stdout
+    # The seconds the local engineer takes to start are said as they pass, on stderr (stdout is the verdict).
+    assert re.search(
+        r"starting a local engineer …\na local engineer serves on 127\.0\.0\.1:\d+ \(\d+\.\d s\)", done.stderr
+    )
+    assert "local engineer" not in done.stdout
 
 
 def test_evaluate_prints_json_metrics(engineer: RunningService) -> None:
