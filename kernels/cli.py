@@ -29,6 +29,7 @@ def _run(args: argparse.Namespace) -> int:
     repeats = args.repeats or (2 if args.quick else 5)
     command = "asiarch " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "asiarch bench kernels"
     out = None if args.no_write else output_path(args.out, "benchmarks.md")
+
     # Each row as it is measured (the whole table takes minutes), then the table.
     def say(row: bench.Row) -> None:
         print(bench.row_line(row), flush=True)
