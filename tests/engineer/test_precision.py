@@ -99,7 +99,12 @@ def failed(results: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 def test_every_preset_has_a_default_precision_and_a_request_overrides_it() -> None:
     # The defaults docs/benchmarks.md chose from measurements (and README states).
-    assert {name: resolve(name).precision for name in PRESETS} == {"smoke": FP32, "cpu": FP32, "gpu": BF16}
+    assert {name: resolve(name).precision for name in PRESETS} == {
+        "smoke": FP32,
+        "small": FP32,
+        "cpu": FP32,
+        "gpu": BF16,
+    }
     assert resolve("cpu", precision=BF16).precision == BF16
     assert resolve("gpu", precision=FP32).precision == FP32
     assert resolve("smoke", precision=BF16).rung_two().precision == BF16  # promotion keeps it

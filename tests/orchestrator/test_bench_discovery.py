@@ -383,7 +383,7 @@ def test_the_cpu_meter_counts_a_child_that_exited_between_two_samples() -> None:
 # --- a real benchmark ---
 
 
-def benchmark(bench_dir: Path, out: Path) -> subprocess.CompletedProcess[str]:
+def benchmark(bench_dir: Path, out: Path, *more: str) -> subprocess.CompletedProcess[str]:
     command = [
         str(BIN / "asiarch"),
         "bench",
@@ -400,6 +400,7 @@ def benchmark(bench_dir: Path, out: Path) -> subprocess.CompletedProcess[str]:
         str(bench_dir),
         "--out",
         str(out),
+        *more,
     ]
     return subprocess.run(command, capture_output=True, text=True, timeout=600)
 
@@ -453,6 +454,14 @@ def test_a_benchmark_runs_every_strategy_on_services_started_once_and_continues_
     assert {s: p.stat().st_mtime_ns for s, p in stats.items()} == stamps
     assert recorded(bench_dir) == experiments
     assert "| random (control) |" in out.read_text()
+
+    # --page-only: a benchmark planned larger (a second round) writes its page from what is measured and
+    # trains nothing.
+    out.unlink()
+    page = benchmark(bench_dir, out, "--runs", "2", "--page-only")
+    assert page.returncode == 0, page.stdout[-3000:] + page.stderr[-3000:]
+    assert "r1 hgm: no cycle recorded" in page.stdout and recorded(bench_dir) == experiments
+    assert "| hgm |" in out.read_text() and "--runs=2" in out.read_text()
 
 
 def test_the_cpu_meter_counts_a_live_child_and_its_children() -> None:

@@ -191,6 +191,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     cmd.add_argument("--bench-dir", type=Path, default=DEFAULT_DIR, help="where the runs and the store live")
     cmd.add_argument(
+        "--page-only",
+        action="store_true",
+        help="run nothing: write the page from the runs measured so far (a benchmark stopped midway)",
+    )
+    cmd.add_argument(
         "--out",
         type=Path,
         help="page to write (default: docs/discovery.md in the repository root, else a temp dir)",

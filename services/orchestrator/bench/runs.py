@@ -258,7 +258,8 @@ async def run_all(
     plan: Plan, args: argparse.Namespace, console: Console, after_run: Callable[[Any], Awaitable[None]]
 ) -> None:
     """Every run of the plan not done yet, on services started once; `after_run(stubs)` after each run
-    (and once when nothing is left to run, so that the page is still written)."""
+    (and once when nothing is left to run, so that the page is still written). With `args.page_only`
+    nothing is run: the page is written from what is measured so far (a stopped run counts as started)."""
     from asiarch.common.config import load_settings
     from asiarch.orchestrator.config import OrchestratorSettings
     from asiarch.orchestrator.services import services
@@ -266,7 +267,7 @@ async def run_all(
     todo = []
     for strategy, index in plan.order():
         stats = done(plan, strategy, index)
-        if stats is None:
+        if stats is None and not args.page_only:
             todo.append((strategy, index))
         else:
             console.print(run_line(stats, strategy, index, skipped=True), highlight=False)
