@@ -3,12 +3,15 @@ for a while (what retries are tested with)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +55,20 @@ class RunningService:
         if self.process.poll() is None:
             self.process.send_signal(signum)
         return self.process.wait(timeout=timeout)
+
+
+@contextlib.contextmanager
+def serving(add_to_server: Callable[[Any, grpc.Server], None], servicer: Any) -> Iterator[int]:
+    """An in-test gRPC server for `servicer` (a stand-in speaking the real protocol) on a free port of
+    127.0.0.1; yields the port, stops the server after."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    add_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield port
+    finally:
+        server.stop(0)
 
 
 def start_service(

@@ -20,14 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 from opentelemetry import trace
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from support import BIN, RunningService
+from support import BIN, RunningService, serving
 
 from asiarch.common import tracing
 from asiarch.common.client import open_channel
@@ -262,12 +261,8 @@ class Collector(trace_service_pb2_grpc.TraceServiceServicer):
 @pytest.fixture
 def collector() -> Iterator[tuple[Collector, int]]:
     servicer = Collector()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    yield servicer, port
-    server.stop(0)
+    with serving(trace_service_pb2_grpc.add_TraceServiceServicer_to_server, servicer) as port:
+        yield servicer, port
 
 
 class BreakingResearcher:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from concurrent import futures
 
 import grpc
 import layers
 import pytest
-from support import RunningService, start_service
+from support import RunningService, serving, start_service
 
 from asiarch.v1 import common_pb2, engineer_pb2, engineer_pb2_grpc, researcher_pb2, researcher_pb2_grpc
 
@@ -36,12 +35,8 @@ class FixingResearcher(researcher_pb2_grpc.ResearcherServicer):
 @pytest.fixture(scope="module")
 def researcher() -> Iterator[tuple[FixingResearcher, int]]:
     servicer = FixingResearcher()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    researcher_pb2_grpc.add_ResearcherServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    yield servicer, port
-    server.stop(0)
+    with serving(researcher_pb2_grpc.add_ResearcherServicer_to_server, servicer) as port:
+        yield servicer, port
 
 
 @pytest.fixture(scope="module")

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from concurrent import futures
 
 import grpc
 import pytest
 from parents import baseline_parent
-from support import start_service
+from support import serving, start_service
 
 from asiarch.v1 import analyst_pb2, analyst_pb2_grpc, common_pb2, researcher_pb2, researcher_pb2_grpc
 
@@ -44,12 +43,8 @@ class ScriptedAnalyst(analyst_pb2_grpc.AnalystServicer):
 @pytest.fixture(scope="module")
 def analyst() -> Iterator[tuple[ScriptedAnalyst, int]]:
     servicer = ScriptedAnalyst(too_similar=2)
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    analyst_pb2_grpc.add_AnalystServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    yield servicer, port
-    server.stop(0)
+    with serving(analyst_pb2_grpc.add_AnalystServicer_to_server, servicer) as port:
+        yield servicer, port
 
 
 def test_knowledge_is_retrieved_and_copies_are_rewritten(
