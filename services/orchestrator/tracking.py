@@ -59,7 +59,6 @@ ID_TAG = "asiarch.id"
 DIGEST_TAG = "asiarch.digest"
 # Bumped when what is logged for an experiment changes, so that export-runs re-logs every run.
 MAPPING_VERSION = b"asiarch-mlflow-1"
-DEFAULT_STORE = DEFAULT_MLFLOW_STORE
 TERMINAL = {common_pb2.EXPERIMENT_STATUS_SUCCEEDED, common_pb2.EXPERIMENT_STATUS_FAILED}
 MAX_TAG = 5000  # characters; MLflow refuses tag values over 8000
 MAX_BATCH = 1000  # entities per log_batch call, MLflow's limit
@@ -72,7 +71,8 @@ class TrackingError(Exception):
 
 def tracking_uri() -> str:
     """MLFLOW_TRACKING_URI, else a SQLite store in ./mlruns (MLflow 3.18 refuses its old file store)."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(Path.cwd() / DEFAULT_STORE).resolve()}"
+    local = (Path.cwd() / DEFAULT_MLFLOW_STORE).resolve()
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{local}"
 
 
 def artifact_location(uri: str, run_id: str) -> str | None:
