@@ -127,9 +127,10 @@ def arguments(family: str, x: Inputs) -> dict[str, torch.Tensor | bool]:
     return {**qkv, "g": x["g"], "beta": x["beta"]}
 
 
-def ours(family: str, form: str = "chunk") -> Kernel:
+def ours(family: str, form: str = "chunk", **options: object) -> Kernel:
+    """Our `<form>_<family>`; `options` add to or override `arguments` (e.g. normalize=True)."""
     fn = getattr(importlib.import_module(f"asiarch.kernels.{family}"), f"{form}_{family}")
-    return lambda x: _first(fn(**arguments(family, x)))
+    return lambda x: _first(fn(**(arguments(family, x) | options)))
 
 
 def transformers_gdn() -> Kernel | str:
@@ -161,8 +162,8 @@ def real_fla() -> ModuleType | str:
     return fla
 
 
-def fla_kernel(family: str) -> Kernel | str:
-    """FLA's Triton `chunk_*` kernel of a family (CUDA), or why not."""
+def fla_kernel(family: str, **options: object) -> Kernel | str:
+    """FLA's Triton `chunk_*` kernel of a family (CUDA), or why not; `options` as in `ours`."""
     fla = real_fla()
     if isinstance(fla, str):
         return fla
@@ -170,7 +171,7 @@ def fla_kernel(family: str) -> Kernel | str:
         fn = getattr(importlib.import_module(f"fla.ops.{family}"), f"chunk_{family}")
     except (ImportError, AttributeError):
         return f"FLA {fla.__version__} has no fla.ops.{family}.chunk_{family}"
-    return lambda x: _first(fn(**arguments(family, x)))
+    return lambda x: _first(fn(**(arguments(family, x) | options)))
 
 
 # FLA's pure-PyTorch references in fla.ops.<family>.naive (FLA 0.6.0), which
@@ -208,6 +209,7 @@ def _first(result: object) -> torch.Tensor:
 
 
 FAMILIES = ("linear_attn", "simple_gla", "delta_rule", "gated_delta_rule")
+NORMALIZED = "normalize=True"
 
 
 @dataclass(frozen=True)
@@ -298,12 +300,18 @@ def do_bench_ms(kernel: Kernel, inputs: Inputs, mode: str, repeats: int) -> floa
 
 
 def gpu_candidates(family: str) -> list[tuple[str, Kernel | str]]:
-    """What the CUDA table times for one family, in table order (a string says why it is not available)."""
-    return [
-        ("asiarch chunk (Triton)", ours(family)),
-        ("FLA chunk", fla_kernel(family)),
-        ("SDPA causal (flash)", sdpa()),
-    ]
+    """What the CUDA table times for one family, in table order (a string says why it is not available).
+
+    Linear attention also as `chunk_linear_attn` runs by default (normalize=True, in FLA and here): the
+    normalisation is extra work outside the core, fused kernels here, eager PyTorch ops in FLA.
+    """
+    candidates = [("asiarch chunk (Triton)", ours(family)), ("FLA chunk", fla_kernel(family))]
+    if family == "linear_attn":
+        candidates += [
+            (f"asiarch chunk (Triton) {NORMALIZED}", ours(family, normalize=True)),
+            (f"FLA chunk {NORMALIZED}", fla_kernel(family, normalize=True)),
+        ]
+    return [*candidates, ("SDPA causal (flash)", sdpa())]
 
 
 def timed_row(
@@ -406,12 +414,17 @@ def relative_speed(ours_ms: float, other_ms: float, other: str) -> str:
     return f"asiarch is {factor:.1f}× {'faster' if faster else 'slower'} than {other}"
 
 
+def _variant(row: Row) -> tuple[object, ...]:
+    """What a row is compared within: shape, family, mode and the option beyond the defaults, if any."""
+    return (row.shape, row.family, row.mode, row.implementation.endswith(NORMALIZED))
+
+
 def _speedups(rows: list[Row]) -> str:
-    """Our chunked time against each other implementation on the same shape, family and mode."""
-    ours_rows = {(r.shape, r.family, r.mode): r for r in rows if r.implementation.startswith("asiarch chunk")}
+    """Our chunked time against each other implementation on the same shape, family, mode and options."""
+    ours_rows = {_variant(r): r for r in rows if r.implementation.startswith("asiarch chunk")}
     out = []
     for row in rows:
-        mine = ours_rows.get((row.shape, row.family, row.mode))
+        mine = ours_rows.get(_variant(row))
         if row is mine or row.ms is None or mine is None or mine.ms is None:
             continue
         out.append(

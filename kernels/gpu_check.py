@@ -21,8 +21,10 @@ Steps, in order:
 3. accuracy: each family's chunked kernel (Triton on CUDA, in bf16; the PyTorch path on CPU, in fp32)
    forward and every gradient against our per-token recurrence in float64 on the same rounded inputs,
    as relative RMS next to FLA's tolerance (accuracy.jsonl).
+   Linear attention also with normalize=True (its default; the fused normaliser) on positive features.
 4. bench: ours vs FLA's chunk kernels vs causal SDPA, fwd and fwd+bwd, at the issue's shape first
-   and then FLA's benchmark shapes (bench.jsonl), measured by kernels/bench.py's own code.
+   and then FLA's benchmark shapes (bench.jsonl), measured by kernels/bench.py's own code; after each
+   shape, the configs our autotuned kernels picked (autotune.jsonl: does the head count change one?).
 5. evaluate: `asiarch evaluate services/engineer/baselines/deltanet.py --budget gpu --device cuda
    --json` end to end (evaluate.json, its log in evaluate.log).
 
@@ -60,6 +62,13 @@ TOLERANCES: dict[str, dict[str, float]] = {
     "delta_rule": {"o": 6e-3, "*": 8e-3},
     "gated_delta_rule": {"o": 5e-3, "dbeta": 2e-2, "dg": 2e-2, "*": 8e-3},
 }
+# What the accuracy step checks: (row label, family, options beyond bench.arguments). Linear attention also as
+# chunk_linear_attn runs by default (normalize=True: the fused normaliser), on positive features (elu + 1)
+# so that <q_t, sum k_s> stays away from 0, as a feature map keeps it in use.
+ACCURACY_CASES: list[tuple[str, str, dict[str, Any]]] = [
+    *((family, family, {}) for family in FAMILIES),
+    ("linear_attn normalize=True", "linear_attn", {"normalize": True}),
+]
 # FLA's odd-size test shapes: a ragged T with a head dim that is no power of two, and a longer T.
 ACCURACY_SHAPES = [(2, 500, 3, 60), (2, 1000, 3, 128)]
 # The issue's shape for every family first (the rows it asks about), then FLA's benchmark shapes: head dim 128
@@ -234,21 +243,27 @@ def machine_step(out: Path, device: str) -> None:
     (out / "machine.json").write_text(json.dumps(info, indent=1) + "\n")
 
 
-def family_errors(family: str, shape: tuple[int, int, int, int], device: str) -> dict[str, float]:
+def family_errors(
+    family: str, shape: tuple[int, int, int, int], device: str, options: dict[str, Any] | None = None
+) -> dict[str, float]:
     """Relative RMS of our chunked kernel's output and gradients against the float64 recurrence."""
     import torch
+    import torch.nn.functional as F
 
     from asiarch.kernels import bench
     from asiarch.kernels.testing import error_ratio
 
+    options = options or {}
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     x = bench.make_inputs(shape, dtype, device)
+    if options.get("normalize"):
+        x |= {n: (F.elu(x[n].float()) + 1).to(dtype) for n in ("q", "k")}
     used = [n for n, v in bench.arguments(family, x).items() if isinstance(v, torch.Tensor)]
     leaves = bench.with_grad({n: x[n] for n in used})
     # The reference starts from the same rounded inputs: only the kernel's own arithmetic is measured.
     exact = {n: t.detach().double().requires_grad_(True) for n, t in leaves.items()}
-    out = bench.ours(family)(leaves)
-    reference = bench.ours(family, "naive_recurrent")(exact)
+    out = bench.ours(family, **options)(leaves)
+    reference = bench.ours(family, "naive_recurrent", **options)(exact)
     grad = torch.randn_like(reference)
     out.backward(grad.to(out.dtype))
     reference.backward(grad)
@@ -264,14 +279,14 @@ def accuracy_step(out: Path, device: str, quick: bool, deadline: float) -> None:
     rows = JsonLines(out / "accuracy.jsonl")
     dtype = "bf16" if device == "cuda" else "fp32"
     for shape in QUICK_SHAPES if quick else ACCURACY_SHAPES:
-        for family in FAMILIES:
-            base = {"family": family, "shape": list(shape), "dtype": dtype, "device": device}
+        for label, family, options in ACCURACY_CASES:
+            base = {"family": label, "shape": list(shape), "dtype": dtype, "device": device}
             if time.time() > deadline:
                 rows.write({**base, "skipped": "time budget spent"})
                 continue
             torch.manual_seed(0)
             try:
-                errors = family_errors(family, shape, device)
+                errors = family_errors(family, shape, device, options)
             except Exception as exc:  # one family's failure is a row, not the end of the step
                 rows.write({**base, "error": f"{type(exc).__name__}: {exc}"[:300]})
                 continue
@@ -310,12 +325,45 @@ def bench_row(
     return {**dataclasses.asdict(row), "seconds": round(time.perf_counter() - start, 2)}
 
 
+def tuned_configs() -> list[dict[str, Any]]:
+    """What each of our autotuned kernels picked so far: one row per kernel and key (empty off CUDA,
+    where there is one config and nothing is tuned)."""
+    import triton
+
+    from asiarch.kernels.common import triton_chunk_bwd, triton_chunk_fwd, triton_normalize
+
+    rows = []
+    for module in (triton_chunk_fwd, triton_chunk_bwd, triton_normalize):
+        for name, tuner in vars(module).items():
+            if isinstance(tuner, triton.runtime.Autotuner):
+                for key, config in tuner.cache.items():
+                    named = dict(zip(tuner.keys, map(str, key), strict=False))
+                    dtypes = [str(k) for k in key[len(tuner.keys) :]]
+                    rows.append({"kernel": name, "key": named, "dtypes": dtypes, "config": str(config)})
+    return rows
+
+
+def head_sensitive(rows: list[dict[str, Any]]) -> tuple[int, list[str]]:
+    """Whether the head count H changes a kernel's best config: (how many kernel keys were tuned at
+    more than one H, the ones among them whose best config differed), from autotune.jsonl rows."""
+    by_rest: dict[str, dict[str, str]] = {}
+    for r in rows:
+        rest = {k: v for k, v in r["key"].items() if k != "H"}
+        by_rest.setdefault(json.dumps([r["kernel"], rest, r["dtypes"]]), {})[r["key"].get("H", "")] = r[
+            "config"
+        ]
+    several = {rest: configs for rest, configs in by_rest.items() if len(configs) > 1}
+    differ = [f"{rest}: {configs}" for rest, configs in several.items() if len(set(configs.values())) > 1]
+    return len(several), differ
+
+
 def bench_step(out: Path, device: str, quick: bool, deadline: float, repeats: int) -> None:
     import torch
 
     from asiarch.kernels import bench
 
     rows = JsonLines(out / "bench.jsonl")
+    tuned, seen = JsonLines(out / "autotune.jsonl"), set()
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     for shape in QUICK_SHAPES if quick else BENCH_SHAPES:
         torch.manual_seed(0)
@@ -330,6 +378,10 @@ def bench_step(out: Path, device: str, quick: bool, deadline: float, repeats: in
                     )
                     return
                 rows.write(bench_row(shape, family, name, kernel, inputs, mode, device, repeats))
+        for row in tuned_configs() if device == "cuda" else []:
+            if (entry := json.dumps(row, sort_keys=True)) not in seen:
+                seen.add(entry)
+                tuned.write(row)
         del inputs
         if device == "cuda":
             torch.cuda.empty_cache()
@@ -537,8 +589,18 @@ def write_summary(out: Path) -> None:
         "",
         *_bench_lines(read_rows(out / "bench.jsonl")),
     ]
+    lines += ["", "## Autotune: does the head count change the best config?", "", _autotune_line(out)]
     lines += ["", "## asiarch evaluate", "", *_evaluate_lines(out), ""]
     (out / "summary.md").write_text("\n".join(lines))
+
+
+def _autotune_line(out: Path) -> str:
+    rows = read_rows(out / "autotune.jsonl")
+    several, differ = head_sensitive(rows)
+    if not several:
+        return f"{len(rows)} tuned kernel keys; none was tuned at more than one head count (autotune.jsonl)"
+    verdict = "; ".join(differ) if differ else "the same config at every H"
+    return f"{several} kernel keys tuned at several head counts: {verdict} (autotune.jsonl)"
 
 
 # ---------------------------------------------------------------------------------------------------

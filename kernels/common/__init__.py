@@ -19,4 +19,8 @@ final_state: [B, H, K, V] (final state in fp32):
 - chunk_torch.chunk_torch          chunked PyTorch, the CPU path
 - triton_chunk.chunk_triton        Triton chunk kernels, the CUDA path
 - triton_recurrent.fused_recurrent_triton  Triton per-token kernel
+
+Linear attention's optional output normalisation (FLA's `normalize=True`) is applied after the core by
+`dispatch.run`: normalize.normalize_torch (PyTorch) or triton_normalize.normalize_triton (fused
+kernels), beside the core of the same backend.
 """

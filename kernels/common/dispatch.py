@@ -19,11 +19,14 @@ import torch
 from ..modules.l2norm import l2norm
 from .chunk_torch import chunk_torch
 from .naive import naive_recurrent
+from .normalize import normalize_torch
 
 ENV_VAR = "ASIARCH_KERNEL_BACKEND"
 Backend = Literal["triton", "torch"]
 Form = Literal["chunk", "fused_recurrent", "naive"]
 Core = Callable[..., tuple[torch.Tensor, torch.Tensor | None]]
+# (q, k, o, scale) -> o / <scale q_t, sum_{s<=t} k_s>: FLA's `normalize` of linear attention.
+Normalizer = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float], torch.Tensor]
 _BACKENDS = ("auto", "torch", "triton")
 # A standalone copy of the kernels (kernels/standalone.py, for `asiarch results export`) leaves the
 # Triton modules out; there `auto` runs the PyTorch core on every device. In asiarch they are always here.
@@ -136,6 +139,15 @@ def _core(form: Form, q: torch.Tensor) -> Core:
     return fused_recurrent_triton
 
 
+def _normalizer(form: Form, q: torch.Tensor) -> Normalizer:
+    """The fused Triton normaliser beside the Triton cores; the PyTorch one beside the others."""
+    if form == "naive" or backend(q) == "torch":
+        return normalize_torch
+    from .triton_normalize import normalize_triton
+
+    return normalize_triton
+
+
 def run(
     fn: str,
     form: Form,
@@ -164,7 +176,8 @@ def run(
         initial_state = initial_state.transpose(-1, -2)
     if use_qk_l2norm_in_kernel:
         q, k = l2norm(q), l2norm(k)
-    options = _Pass(_core(form, q), scale, output_final_state, reverse, normalize)
+    normalizer = _normalizer(form, q) if normalize else None
+    options = _Pass(_core(form, q), scale, output_final_state, reverse, normalizer)
     # The cores fix their own compute dtype (fp32 inside, the output in v's dtype), like FLA's Triton
     # kernels, which autocast never reaches: under a bf16 autocast it must not recast their matmuls.
     with torch.autocast(q.device.type, enabled=False):
@@ -184,7 +197,7 @@ class _Pass(NamedTuple):
     scale: float
     output_final_state: bool
     reverse: bool
-    normalize: bool
+    normalizer: Normalizer | None  # None: the output is not normalised
 
 
 def _run_batch(
@@ -196,16 +209,14 @@ def _run_batch(
     beta: torch.Tensor | None,
     initial_state: torch.Tensor | None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    core, scale, output_final_state, reverse, normalize = options
+    core, scale, output_final_state, reverse, normalizer = options
     if reverse:
         # The reverse recurrence is the forward one on the time-flipped sequence.
         q, k, v, g, beta = (x.flip(1) if x is not None else None for x in (q, k, v, g, beta))
     o, final = core(q, k, v, g, beta, scale, initial_state, output_final_state)
-    if normalize:
-        # FLA's normalised linear attention: divide by <scale q_t, sum_{s<=t} k_s>, without the initial state.
-        dtype = torch.promote_types(q.dtype, torch.float32)
-        z = (q.to(dtype) * scale * k.to(dtype).cumsum(1)).sum(-1, keepdim=True)
-        o = (o.to(dtype) / (z + 1e-10)).to(o.dtype)
+    if normalizer is not None:
+        # Per sequence (a packed batch arrives here one sequence per row), without the initial state.
+        o = normalizer(q, k, o, scale)
     return (o.flip(1) if reverse else o), final
 
 

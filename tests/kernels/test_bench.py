@@ -59,6 +59,21 @@ def test_the_summary_compares_our_chunk_with_every_other_row() -> None:
     ]
 
 
+def test_normalized_rows_are_compared_with_normalized_rows() -> None:
+    shape, normalized = (32, 2048, 4, 128), bench.NORMALIZED
+    rows = [
+        bench.Row(shape, "linear_attn", "asiarch chunk (Triton)", "fwd", 0.5),
+        bench.Row(shape, "linear_attn", "FLA chunk", "fwd", 1.0),
+        bench.Row(shape, "linear_attn", f"asiarch chunk (Triton) {normalized}", "fwd", 0.6),
+        bench.Row(shape, "linear_attn", f"FLA chunk {normalized}", "fwd", 1.8),
+    ]
+    lines = [line for line in bench.render(rows, "cpu", "cmd", 2).splitlines() if line.startswith("- (")]
+    assert lines == [
+        f"- {shape} linear_attn fwd: asiarch is 2.0× faster than FLA chunk",
+        f"- {shape} linear_attn fwd: asiarch is 3.0× faster than FLA chunk {normalized}",
+    ]
+
+
 def test_a_failing_implementation_becomes_a_note() -> None:
     def refuse() -> float:
         raise AssertionError("no float32 | please use bfloat16\nsecond line")

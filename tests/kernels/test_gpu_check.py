@@ -22,6 +22,7 @@ from asiarch.kernels import bench, gpu_check
 
 GRADIENTS = {
     "linear_attn": {"o", "dq", "dk", "dv"},
+    "linear_attn normalize=True": {"o", "dq", "dk", "dv"},
     "simple_gla": {"o", "dq", "dk", "dv", "dg"},
     "delta_rule": {"o", "dq", "dk", "dv", "dbeta"},
     "gated_delta_rule": {"o", "dq", "dk", "dv", "dg", "dbeta"},
@@ -77,8 +78,8 @@ def test_accuracy_compares_every_output_and_gradient_with_float64(tmp_path: Path
 def test_a_kernel_that_is_one_percent_off_is_flagged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real = bench.ours
 
-    def off(family: str, form: str = "chunk") -> bench.Kernel:
-        kernel = real(family, form)
+    def off(family: str, form: str = "chunk", **options: object) -> bench.Kernel:
+        kernel = real(family, form, **options)
         return (lambda x: kernel(x) * 1.01) if form == "chunk" else kernel
 
     monkeypatch.setattr(bench, "ours", off)
@@ -92,6 +93,34 @@ def test_a_kernel_that_is_one_percent_off_is_flagged(tmp_path: Path, monkeypatch
         "| delta_rule | (1, 37, 2, 12) | fp32 | o | 1.00e-02 | 6e-03 | **FAIL** |"
         in (tmp_path / "summary.md").read_text()
     )
+
+
+def test_tuned_configs_are_read_from_our_autotuners(monkeypatch: pytest.MonkeyPatch) -> None:
+    import triton
+
+    from asiarch.kernels.common import triton_normalize
+
+    tuner = triton_normalize.normalize_fwd_kernel
+    monkeypatch.setattr(tuner, "cache", {(128, 128, 64, "torch.bfloat16"): triton.Config({}, num_warps=4)})
+    rows = [r for r in gpu_check.tuned_configs() if r["kernel"] == "normalize_fwd_kernel"]
+    assert rows == [
+        {
+            "kernel": "normalize_fwd_kernel",
+            "key": {"K": "128", "V": "128", "BT": "64"},
+            "dtypes": ["torch.bfloat16"],
+            "config": str(triton.Config({}, num_warps=4)),
+        }
+    ]
+
+
+def test_the_summary_says_whether_the_head_count_changed_a_best_config() -> None:
+    def row(kernel: str, H: int, config: str, K: int = 128) -> dict[str, object]:
+        return {"kernel": kernel, "key": {"H": str(H), "K": str(K)}, "dtypes": ["bf16"], "config": config}
+
+    same = [row("a", 4, "w4"), row("a", 16, "w4"), row("b", 4, "w2"), row("b", 4, "w2", K=64)]
+    assert gpu_check.head_sensitive(same) == (1, [])
+    several, differ = gpu_check.head_sensitive([*same, row("c", 4, "w2"), row("c", 64, "w8")])
+    assert several == 2 and len(differ) == 1 and '"c"' in differ[0] and "w8" in differ[0]
 
 
 def test_bench_writes_a_row_per_measurement_and_says_why_fla_is_absent(tmp_path: Path) -> None:
