@@ -209,13 +209,20 @@ async def _confirm(args: argparse.Namespace) -> int:
 
 
 def _stopped_run(given: Path | None) -> tuple[Any, str]:
-    """The run to confirm in (--run-dir, else the latest), or None and why there is none to confirm in."""
+    """The run to confirm in (--run-dir, else the latest; a run of `asiarch bench discovery` too), or None
+    and why there is none to confirm in."""
     from asiarch.orchestrator.access import DEFAULT_RUNS, latest_run, read_run
+    from asiarch.orchestrator.bench.runs import benchmark_run
 
     run_dir = given or latest_run(DEFAULT_RUNS)
     run = read_run(run_dir) if run_dir is not None else None
+    if run is not None and not run.metadata:
+        run = benchmark_run(run.run_dir)  # a benchmark's run: DIR/<strategy>/r<i>, no run.json
     if run is None or not run.metadata:
-        return None, f"no run in {run_dir or DEFAULT_RUNS} (no run.json); give --run-dir"
+        return (
+            None,
+            f"no run in {run_dir or DEFAULT_RUNS} (no run.json, no benchmark's plan.json); give --run-dir",
+        )
     if run.metadata.get("state") == "running":
         return None, f"run {run.run_id!r} is still running; confirm when it has stopped"
     return run, ""
@@ -434,7 +441,10 @@ def _register_confirm(commands: argparse._SubParsersAction) -> None:
         help="baseline to pair with (default: the strongest baseline when the design was recorded)",
     )
     confirm.add_argument(
-        "--run-dir", type=Path, help="the run (default: the most recently updated run under runs/)"
+        "--run-dir",
+        type=Path,
+        help="the run (default: the most recently updated run under runs/); a benchmark's run is "
+        "BENCH_DIR/<strategy>/r<i>",
     )
     confirm.add_argument(
         "--device",

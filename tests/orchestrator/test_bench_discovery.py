@@ -28,7 +28,15 @@ from asiarch.orchestrator.bench.numbers import (
     read_run,
     strategy_rows,
 )
-from asiarch.orchestrator.bench.runs import Plan, collect, descendants, done, tree_cpu_seconds
+from asiarch.orchestrator.bench.runs import (
+    Plan,
+    benchmark_run,
+    collect,
+    descendants,
+    done,
+    tree_cpu_seconds,
+)
+from asiarch.orchestrator.cli import _stopped_run
 from asiarch.orchestrator.stats import Correlation, cpu_seconds
 from asiarch.v1 import analyst_pb2, common_pb2
 
@@ -323,6 +331,19 @@ def test_runs_go_round_by_round_with_paired_ids_and_directories(tmp_path: Path) 
     assert made.order() == [("hgm", 0), ("random", 0), ("hgm", 1), ("random", 1)]
     assert made.run_id("random", 1) == "b1.random.r1"
     assert made.run_dir("random", 1) == tmp_path / "b1" / "random" / "r1"
+
+
+def test_asiarch_confirm_takes_a_benchmarks_run_with_its_id_stores_budget_and_seed(tmp_path: Path) -> None:
+    made = plan(tmp_path / "b1", seed=4)
+    made.check()
+    run, refusal = _stopped_run(made.run_dir("random", 1))
+    assert refusal == "" and run == benchmark_run(made.run_dir("random", 1))
+    assert run.run_id == made.run_id("random", 1) == "b1.random.r1"
+    assert run.run_dir == tmp_path / "b1"  # the services start on the benchmark's stores
+    assert run.metadata["options"] == {"budget": "smoke", "seed": 5, "precision": None}
+    for elsewhere in (tmp_path / "b1" / "random", tmp_path / "b2" / "hgm" / "r0"):  # not a run; no plan.json
+        assert benchmark_run(elsewhere) is None
+        assert "no run.json, no benchmark's plan.json" in _stopped_run(elsewhere)[1]
 
 
 def test_a_benchmark_is_not_continued_with_another_budget_or_seed(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from rich.console import Console
 
 from asiarch.common.contract import EXPERIMENT_ID, EXPERIMENT_ID_RULE
 from asiarch.common.errors import ConfigError
+from asiarch.orchestrator.access import RunInfo
 from asiarch.orchestrator.bench.numbers import MEASURED_FILE, BenchRun, read_measured, read_run
 from asiarch.orchestrator.progress import RichDisplay
 
@@ -61,7 +63,7 @@ class Plan:
         return self.bench_dir.resolve().name
 
     def run_id(self, strategy: str, index: int) -> str:
-        return f"{self.bench_id}.{strategy}.r{index}"
+        return bench_run_id(self.bench_dir, strategy, f"r{index}")
 
     def run_dir(self, strategy: str, index: int) -> Path:
         return self.bench_dir / strategy / f"r{index}"
@@ -102,6 +104,34 @@ class Plan:
             )
         self.bench_dir.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.fixed(), indent=2, sort_keys=True))
+
+
+def run_seed(base_seed: int, index: int) -> int:
+    """Run i of every strategy trains with seed --seed + i: paired runs across strategies."""
+    return base_seed + index
+
+
+def bench_run_id(bench_dir: Path, strategy: str, run: str) -> str:
+    """`<bench-id>.<strategy>.<run>` (run: r0, r1, …), the bench id being the benchmark directory's name."""
+    return f"{bench_dir.resolve().name}.{strategy}.{run}"
+
+
+def benchmark_run(run_dir: Path) -> RunInfo | None:
+    """A run of a benchmark (`DIR/<strategy>/r<i>`) as `asiarch confirm` takes a run: its id, the
+    benchmark directory (whose `store/` and `qdrant/` hold every run's experiments) and the options of
+    `DIR/plan.json` (budget, seed); None for a directory that is not one."""
+    bench_dir = run_dir.parent.parent
+    plan_file = bench_dir / PLAN_FILE
+    if re.fullmatch(r"r\d+", run_dir.name) is None or not plan_file.is_file():
+        return None
+    fixed = json.loads(plan_file.read_text())
+    run_id = bench_run_id(bench_dir, run_dir.parent.name, run_dir.name)
+    options = {
+        "budget": fixed["budget"],
+        "seed": run_seed(fixed["seed"], int(run_dir.name[1:])),
+        "precision": None,
+    }
+    return RunInfo(bench_dir, run_id, {"run_id": run_id, "options": options})
 
 
 # --- CPU time ---
@@ -197,7 +227,7 @@ class Bench:
             strategy=strategy,
             mode=plan.mode,
             budget=plan.budget,
-            seed=plan.seed + index,
+            seed=run_seed(plan.seed, index),
             parallel=plan.parallel,
             confirm_seeds=plan.confirm_seeds,
             confirm_rung=plan.confirm_rung,
