@@ -453,8 +453,14 @@ class Discovery:
         gate = asyncio.Semaphore(self.options.parallel)
 
         async def run(job: Awaitable[None]) -> None:
-            async with gate:
-                await job
+            try:
+                async with gate:
+                    await job
+            finally:
+                # A job cancelled while it waited for the gate (Ctrl-C, SIGTERM) never started: closing
+                # it spares the "coroutine ... was never awaited" warning; a finished one ignores close().
+                if asyncio.iscoroutine(job):
+                    job.close()
 
         await asyncio.gather(*(run(j) for j in jobs))
 

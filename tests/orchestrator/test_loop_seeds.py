@@ -7,8 +7,12 @@ baselines go to the selector as reference-only); a seed whose parent failed is a
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import warnings
 from typing import Any
 
+import pytest
 from test_loop_requests import ConfirmingAnalyst, QuietDisplay, RecordingEngineer
 
 from asiarch.orchestrator.loop import Discovery, Options, Stubs
@@ -88,3 +92,30 @@ async def test_without_seeds_the_baselines_are_parents_as_before() -> None:
     run = [experiment("base.deltanet", SUCCEEDED, baseline=True), experiment("c0001.0", SUCCEEDED, cycle=1)]
     await loop(ConfirmingAnalyst(run), RecordingEngineer(), selector).run_cycle(2)
     assert not any(c.reference_only for c in selector.requests[0].candidates)
+
+
+async def test_jobs_cancelled_before_their_turn_leave_no_never_awaited_warning() -> None:
+    """Stopping a confirmation (Ctrl-C, SIGTERM) cancels replicates still waiting for a slot; they are
+    closed, not left to warn "coroutine ... was never awaited" as the process exits."""
+    started: list[int] = []
+
+    async def job(n: int) -> None:
+        started.append(n)
+        await asyncio.sleep(3600)
+
+    discovery = loop(ConfirmingAnalyst([]), RecordingEngineer(), RecordingSelector())  # parallel 1
+
+    async def stopped_midway() -> None:
+        running = asyncio.ensure_future(discovery._bounded([job(n) for n in range(3)]))
+        await asyncio.sleep(0.05)
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        await stopped_midway()
+        await asyncio.sleep(0.05)  # the cancelled tasks' last steps run: all they made is garbage now
+        gc.collect()
+    assert started == [0]
+    assert not [w for w in caught if "never awaited" in str(w.message)]
