@@ -348,10 +348,8 @@ def head_sensitive(rows: list[dict[str, Any]]) -> tuple[int, list[str]]:
     more than one H, the ones among them whose best config differed), from autotune.jsonl rows."""
     by_rest: dict[str, dict[str, str]] = {}
     for r in rows:
-        rest = {k: v for k, v in r["key"].items() if k != "H"}
-        by_rest.setdefault(json.dumps([r["kernel"], rest, r["dtypes"]]), {})[r["key"].get("H", "")] = r[
-            "config"
-        ]
+        rest = json.dumps([r["kernel"], {k: v for k, v in r["key"].items() if k != "H"}, r["dtypes"]])
+        by_rest.setdefault(rest, {})[r["key"].get("H", "")] = r["config"]
     several = {rest: configs for rest, configs in by_rest.items() if len(configs) > 1}
     differ = [f"{rest}: {configs}" for rest, configs in several.items() if len(set(configs.values())) > 1]
     return len(several), differ

@@ -21,6 +21,7 @@ from asiarch.kernels.common import (
     triton_chunk,
     triton_chunk_bwd,
     triton_chunk_fwd,
+    triton_normalize,
     triton_recurrent,
     triton_utils,
 )
@@ -68,7 +69,15 @@ class _PoisonedTorch(ModuleType):
 def poison(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make every buffer the kernel modules allocate start out NaN (undone by monkeypatch at teardown)."""
     poisoned = _PoisonedTorch()
-    for module in (triton_utils, triton_chunk_fwd, triton_chunk_bwd, triton_chunk, triton_recurrent):
+    kernels = (
+        triton_utils,
+        triton_chunk_fwd,
+        triton_chunk_bwd,
+        triton_chunk,
+        triton_recurrent,
+        triton_normalize,
+    )
+    for module in kernels:
         monkeypatch.setattr(module, "torch", poisoned)
 
 

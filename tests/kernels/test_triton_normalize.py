@@ -1,22 +1,22 @@
 """The fused Triton normaliser of linear attention (`triton_normalize`) against the PyTorch one in float64.
 
 Runs in the Triton interpreter on CPU (tests/conftest.py sets TRITON_INTERPRET=1). Every buffer the
-kernels allocate starts out NaN, so an element they fail to write shows up. Shapes: a ragged last
-chunk, head dims that are no power of two, V != K, and a head dim above 128 (the 32-token chunks).
+kernels allocate starts out NaN (test_triton_chunk's `poison`), so an element they fail to write shows
+up. Shapes: a ragged last chunk, head dims that are no power of two, V != K, and a head dim above 128
+(the 32-token chunks).
 """
 
 from __future__ import annotations
 
-import math
-import types
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 import torch
 import torch.nn.functional as F
+from test_triton_chunk import poison
 
-from asiarch.kernels.common import dispatch, triton_normalize
+from asiarch.kernels.common import dispatch
 from asiarch.kernels.common.normalize import normalize_torch
 from asiarch.kernels.common.triton_normalize import NormalizeTritonFunction, normalize_triton
 from asiarch.kernels.linear_attn import chunk_linear_attn, fused_recurrent_linear_attn
@@ -25,24 +25,9 @@ from asiarch.kernels.testing import assert_close
 Shape = tuple[int, int, int, int, int]  # B, T, H, K, V
 
 
-class _NanTorch(types.ModuleType):
-    """`torch` for triton_normalize, except that torch.empty / empty_like fill the new tensor with NaN."""
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(torch, name)
-
-    @staticmethod
-    def empty(*args: Any, **kwargs: Any) -> torch.Tensor:
-        return torch.empty(*args, **kwargs).fill_(math.nan)
-
-    @staticmethod
-    def empty_like(*args: Any, **kwargs: Any) -> torch.Tensor:
-        return torch.empty_like(*args, **kwargs).fill_(math.nan)
-
-
 @pytest.fixture(autouse=True)
-def nan_buffers(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(triton_normalize, "torch", _NanTorch("torch"))
+def poison_buffers(monkeypatch: pytest.MonkeyPatch) -> None:
+    poison(monkeypatch)
 
 
 def positive_features(shape: Shape, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
